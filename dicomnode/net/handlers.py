@@ -1,0 +1,267 @@
+"""DIMSE event handlers: each takes the event and its dependencies and returns a status.
+
+Handlers never raise: pynetdicom would turn an exception into a bare 0xC211 that tells the
+sender nothing. Every failure becomes a named status from ``net.status`` with an
+ErrorComment, and a log line with the association and UIDs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Any
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filewriter import write_file_meta_info
+from pynetdicom import evt
+from sqlalchemy import func, insert, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from dicomnode import __version__
+from dicomnode.config import NetSettings
+from dicomnode.db.models import Association as AssociationRow
+from dicomnode.errors import (
+    DuplicateRefused,
+    IndexUnavailable,
+    InvalidDataset,
+    InvalidUID,
+    StoreFull,
+)
+from dicomnode.logs import bind, unbind
+from dicomnode.net import status
+from dicomnode.store import paths
+from dicomnode.store.ingest import Ingestor, Origin
+
+logger = logging.getLogger(__name__)
+
+#: Our Implementation Class UID (PS3.7 D.3.3.2), a UUID-derived UID fixed for this project.
+IMPLEMENTATION_CLASS_UID = "2.25.78746056978619758667284754598992560301"
+IMPLEMENTATION_VERSION_NAME = f"DICOMNODE_{__version__.replace('.', '')}"[:16]
+
+# A-ASSOCIATE-RJ (result, source, diagnostic), PS3.8 9.3.4
+_REJECT_CALLING_AE = (0x01, 0x01, 0x03)  # permanent, service user, calling AE not recognised
+_REJECT_NO_REASON = (0x01, 0x01, 0x01)  # permanent, service user, no reason given
+
+
+@dataclass(slots=True)
+class AssociationStats:
+    """Counters kept on the association object while it lives."""
+
+    association_id: int | None = None
+    instances_received: int = 0
+    failures: int = 0
+    log_token: Any = field(default=None)
+
+
+def _stats(assoc: Any) -> AssociationStats:
+    stats = getattr(assoc, "_dicomnode_stats", None)
+    if stats is None:
+        stats = AssociationStats()
+        assoc._dicomnode_stats = stats
+    return stats
+
+
+def _failure(code: int, comment: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    ds.ErrorComment = comment[:64]  # LO: 64 characters
+    return ds
+
+
+def _peer(event: evt.Event) -> tuple[str, str, int]:
+    requestor = event.assoc.requestor
+    return requestor.ae_title.strip(), requestor.address, requestor.port
+
+
+class AssociationLog:
+    """Writes the association table; a database outage never blocks DICOM traffic."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def opened(self, *, calling: str, called: str, host: str, port: int, outcome: str, reason: str = "") -> int | None:
+        try:
+            with self._sessions() as session, session.begin():
+                return session.execute(
+                    insert(AssociationRow)
+                    .values(
+                        calling_ae_title=calling[:16],
+                        called_ae_title=called[:16],
+                        peer_host=host,
+                        peer_port=port,
+                        outcome=outcome,
+                        reason=reason,
+                        ended_at=None if outcome == "accepted" else func.now(),
+                    )
+                    .returning(AssociationRow.id)
+                ).scalar_one()
+        except Exception:
+            logger.warning("association log unavailable", exc_info=True)
+            return None
+
+    def closed(self, *, association_id: int, outcome: str, instances: int, failures: int) -> None:
+        try:
+            with self._sessions() as session, session.begin():
+                session.execute(
+                    update(AssociationRow)
+                    .where(AssociationRow.id == association_id)
+                    .values(
+                        ended_at=func.now(),
+                        outcome=outcome,
+                        instances_received=instances,
+                        failures=failures,
+                    )
+                )
+        except Exception:
+            logger.warning("association log unavailable", exc_info=True)
+
+
+def host_allowed(host: str, allowed: list[str]) -> bool:
+    """True when ``host`` falls in one of the allowed addresses/networks (empty list: all)."""
+    if not allowed:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in allowed)
+
+
+def handle_requested(event: evt.Event, settings: NetSettings, log: AssociationLog) -> None:
+    """EVT_REQUESTED: refuse peers outside the allowlists with an A-ASSOCIATE-RJ.
+
+    Calling AE not allowed: rejected-permanent, service-user, "calling AE title not
+    recognised". Host not allowed: rejected-permanent, service-user, "no reason given"
+    (PS3.8 has no host-specific reason).
+    """
+    calling, host, port = _peer(event)
+    called = event.assoc.acceptor.ae_title.strip()
+    reason = ""
+    if settings.allowed_ae_titles and calling not in settings.allowed_ae_titles:
+        reason, rsd = f"calling AE title {calling!r} is not in net.allowed_ae_titles", _REJECT_CALLING_AE
+    elif not host_allowed(host, settings.allowed_hosts):
+        reason, rsd = f"host {host} is not in net.allowed_hosts", _REJECT_NO_REASON
+    if reason:
+        logger.warning("association rejected", extra={"calling_ae_title": calling, "peer": host, "reason": reason})
+        event.assoc.acse.send_reject(*rsd)
+        log.opened(calling=calling, called=called, host=host, port=port, outcome="rejected", reason=reason)
+
+
+def handle_accepted(event: evt.Event, log: AssociationLog) -> None:
+    """EVT_ACCEPTED: open the association's log row and logging context."""
+    calling, host, port = _peer(event)
+    stats = _stats(event.assoc)
+    stats.association_id = log.opened(
+        calling=calling, called=event.assoc.acceptor.ae_title.strip(), host=host, port=port,
+        outcome="accepted",
+    )
+    logger.info("association accepted", extra={"calling_ae_title": calling, "peer": f"{host}:{port}", "association_id": stats.association_id})
+
+
+def handle_closed(event: evt.Event, log: AssociationLog) -> None:
+    """EVT_RELEASED / EVT_ABORTED: close the log row with its counts."""
+    stats = _stats(event.assoc)
+    if stats.association_id is None:
+        return
+    outcome = "aborted" if event.event is evt.EVT_ABORTED else "released"
+    log.closed(
+        association_id=stats.association_id, outcome=outcome,
+        instances=stats.instances_received, failures=stats.failures,
+    )
+    logger.info(
+        "association " + outcome,
+        extra={"association_id": stats.association_id, "instances": stats.instances_received, "failures": stats.failures},
+    )
+    stats.association_id = None  # released and aborted may both fire
+
+
+def handle_echo(event: evt.Event) -> int:
+    """C-ECHO: always Success (0x0000) while the node is serving."""
+    return status.SUCCESS
+
+
+def part10_bytes(event: evt.Event, *, sop_class_uid: str, sop_instance_uid: str) -> bytes:
+    """The received dataset as a Part 10 file: preamble, our file meta, the bytes as received."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.TransferSyntaxUID = event.context.transfer_syntax
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    calling = event.assoc.requestor.ae_title.strip()
+    if calling:
+        meta.SourceApplicationEntityTitle = calling
+    buffer = BytesIO()
+    buffer.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(buffer, meta, enforce_standard=True)
+    buffer.write(event.request.DataSet.getbuffer())
+    return buffer.getvalue()
+
+
+def handle_store(event: evt.Event, ingestor: Ingestor) -> int | Dataset:
+    """C-STORE: file and index the instance, then answer.
+
+    Statuses
+    --------
+    0x0000 Success
+        The file is fsynced and renamed into place and the index committed.
+    0x0111 Duplicate SOP Instance
+        Already stored and ``store.duplicate_policy`` refuses this copy.
+    0x0117 Invalid Object Instance
+        The SOP Instance UID breaks the UID grammar or differs from the command's.
+    0xA700 Refused: Out of Resources
+        Free space below ``store.min_free_mb``, disk full, or the index database unreachable.
+    0xC210 Error: Cannot understand
+        The dataset cannot be decoded (garbage, truncated).
+    0xC220 Error: Cannot understand
+        Study/Series Instance UID or SOP Class UID missing or invalid.
+    """
+    stats = _stats(event.assoc)
+    calling, host, _port = _peer(event)
+    request = event.request
+    sop_instance_uid = str(request.AffectedSOPInstanceUID or "")
+    token = bind(calling_ae_title=calling, association_id=stats.association_id, sop_instance_uid=sop_instance_uid)
+    try:
+        result = _store(event, ingestor, stats, calling=calling, host=host, sop_instance_uid=sop_instance_uid)
+    finally:
+        unbind(token)
+    if result is status.SUCCESS:
+        stats.instances_received += 1
+    else:
+        stats.failures += 1
+    return result
+
+
+def _store(
+    event: evt.Event, ingestor: Ingestor, stats: AssociationStats, *, calling: str, host: str, sop_instance_uid: str
+) -> int | Dataset:
+    try:
+        if not paths.is_valid_uid(sop_instance_uid):
+            raise InvalidUID(f"AffectedSOPInstanceUID {sop_instance_uid[:40]!r} is not a valid UID")
+        data = part10_bytes(
+            event, sop_class_uid=str(event.request.AffectedSOPClassUID), sop_instance_uid=sop_instance_uid
+        )
+        ingestor.ingest(
+            data,
+            origin=Origin(calling_ae_title=calling, peer_address=host, association_id=stats.association_id),
+            expected_sop_instance_uid=sop_instance_uid,
+        )
+        return status.SUCCESS
+    except InvalidUID as exc:
+        logger.warning("instance refused: invalid UID", extra={"reason": str(exc)})
+        code = status.INVALID_OBJECT_INSTANCE if "SOPInstanceUID" in str(exc) else status.CANNOT_UNDERSTAND_UIDS
+        return _failure(code, str(exc))
+    except InvalidDataset as exc:
+        logger.warning("instance refused: cannot decode", extra={"reason": str(exc)})
+        code = status.CANNOT_UNDERSTAND_UIDS if "UID" in str(exc) else status.CANNOT_UNDERSTAND_DATASET
+        return _failure(code, str(exc))
+    except DuplicateRefused as exc:
+        return _failure(status.DUPLICATE_SOP_INSTANCE, str(exc))
+    except (StoreFull, IndexUnavailable) as exc:
+        logger.error("instance refused: out of resources", extra={"reason": str(exc)})
+        return _failure(status.OUT_OF_RESOURCES, str(exc))
+    except Exception as exc:  # the boundary: anything else is still a status, never a raise
+        logger.error("instance refused: unexpected error", exc_info=True)
+        return _failure(status.OUT_OF_RESOURCES, f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,104 @@
+"""The DIMSE SCP: build the AE from settings and run it, in one or several processes.
+
+Several processes share the port through SO_REUSEPORT (Linux spreads new connections across
+them): pynetdicom is CPU-bound per message, so parallel associations need parallel
+interpreters, not threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Sequence
+
+from pydicom import config as pydicom_config
+from pydicom.uid import AllTransferSyntaxes
+from pynetdicom import AE, _config, evt
+from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dicomnode.config import NetSettings
+from dicomnode.net import handlers
+from dicomnode.store.ingest import Ingestor
+
+logger = logging.getLogger(__name__)
+
+#: Transfer syntaxes accepted for storage, in our order of preference; bytes are stored as
+#: received (no transcoding), so anything pydicom can name is acceptable.
+STORAGE_TRANSFER_SYNTAXES: Sequence[str] = [
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    *[str(uid) for uid in AllTransferSyntaxes if uid not in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")],
+]
+
+
+def configure_pynetdicom(*, debug_dimse: bool = False) -> None:
+    """Set pynetdicom's and pydicom's process-wide switches; the only place that does."""
+    # Logging context (association, UIDs) must follow the handler threads.
+    _config.PASS_CONTEXTVARS = True
+    # Log the ErrorComment of statuses we return; pynetdicom's own chatter stays quiet.
+    _config.LOG_RESPONSE_IDENTIFIERS = debug_dimse
+    _config.LOG_HANDLER_LEVEL = "none"
+    # Values are stored as received; value validation on read would only warn on scanner quirks.
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+
+
+class ReusePortServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server, binding with SO_REUSEPORT so processes can share a port."""
+
+    def server_bind(self) -> None:
+        assert self.socket is not None
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+def build_ae(settings: NetSettings) -> AE:
+    """An AE that accepts echo and every storage SOP class pynetdicom knows."""
+    ae = AE(ae_title=settings.ae_title)
+    ae.maximum_pdu_size = settings.max_pdu
+    ae.maximum_associations = settings.max_associations
+    ae.network_timeout = settings.network_timeout
+    ae.dimse_timeout = settings.dimse_timeout
+    ae.acse_timeout = 30
+    ae.implementation_class_uid = handlers.IMPLEMENTATION_CLASS_UID
+    ae.implementation_version_name = handlers.IMPLEMENTATION_VERSION_NAME
+    ae.add_supported_context(Verification)
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, STORAGE_TRANSFER_SYNTAXES)
+    return ae
+
+
+def event_handlers(
+    *, settings: NetSettings, ingestor: Ingestor, log: handlers.AssociationLog
+) -> list[tuple]:  # type: ignore[type-arg]
+    """The (event, handler, args) bindings of our SCP."""
+    return [
+        (evt.EVT_REQUESTED, handlers.handle_requested, [settings, log]),
+        (evt.EVT_ACCEPTED, handlers.handle_accepted, [log]),
+        (evt.EVT_RELEASED, handlers.handle_closed, [log]),
+        (evt.EVT_ABORTED, handlers.handle_closed, [log]),
+        (evt.EVT_C_ECHO, handlers.handle_echo),
+        (evt.EVT_C_STORE, handlers.handle_store, [ingestor]),
+    ]
+
+
+def start_scp(
+    *, settings: NetSettings, ingestor: Ingestor, log: handlers.AssociationLog, reuse_port: bool = False
+) -> ThreadedAssociationServer:
+    """Start serving in a background thread; returns the server (``.shutdown()`` stops it)."""
+    ae = build_ae(settings)
+    server = ae.make_server(
+        (settings.host, settings.port),
+        evt_handlers=event_handlers(settings=settings, ingestor=ingestor, log=log),
+        server_class=ReusePortServer if reuse_port else ThreadedAssociationServer,
+    )
+    ae._servers.append(server)  # so ae.shutdown() stops it too
+    thread = threading.Thread(target=server.serve_forever, name="dimse-scp", daemon=True)
+    thread.start()
+    logger.info(
+        "DIMSE SCP listening",
+        extra={"ae_title": settings.ae_title, "address": f"{settings.host}:{settings.port}", "max_pdu": settings.max_pdu},
+    )
+    return server

@@ -1,0 +1,242 @@
+"""Index writes and lookups: upsert patient/study/series/instance rows for one stored file.
+
+The hot path issues few statements: patient, study and series ids are cached per process
+after their first instance, so the steady state is one instance upsert and one series update.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from dicomnode.db.models import Instance, Patient, Series, Study
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """What the index keeps of one instance, read from its header."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    transfer_syntax_uid: str
+    patient_id: str = ""
+    issuer_of_patient_id: str = ""
+    patient_name: str = ""
+    patient_birth_date: dt.date | None = None
+    patient_sex: str = ""
+    study_date: dt.date | None = None
+    study_time: str = ""
+    accession_number: str = ""
+    study_id: str = ""
+    study_description: str = ""
+    referring_physician_name: str = ""
+    modality: str = ""
+    series_number: int | None = None
+    series_description: str = ""
+    body_part_examined: str = ""
+    instance_number: int | None = None
+    rows: int | None = None
+    columns: int | None = None
+    number_of_frames: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLocation:
+    """Where an already indexed instance lives."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    series_fk: int
+    file_path: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileFacts:
+    """Facts about the stored file and how it arrived."""
+
+    file_path: str
+    file_size: int
+    sha256: str
+    calling_ae_title: str = ""
+    peer_address: str = ""
+    association_id: int | None = None
+
+
+class IdCache:
+    """Per-process cache of series UID -> (series id, study id); bounded, thread-safe.
+
+    A stale entry (a series deleted behind our back) shows up as a foreign-key error;
+    the caller clears the cache and retries once.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._series: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._max_entries = max_entries
+
+    def get(self, series_instance_uid: str) -> int | None:
+        return self._series.get(series_instance_uid)
+
+    def put(self, series_instance_uid: str, series_id: int) -> None:
+        with self._lock:
+            if len(self._series) >= self._max_entries:
+                self._series.clear()
+            self._series[series_instance_uid] = series_id
+
+    def clear(self) -> None:
+        with self._lock:
+            self._series.clear()
+
+
+def find_instance(*, session: Session, sop_instance_uid: str) -> StoredLocation | None:
+    """Where ``sop_instance_uid`` is stored, or None."""
+    row = session.execute(
+        select(
+            Study.study_instance_uid, Series.series_instance_uid, Series.id, Instance.file_path
+        )
+        .join(Series, Series.id == Instance.series_fk)
+        .join(Study, Study.id == Series.study_fk)
+        .where(Instance.sop_instance_uid == sop_instance_uid)
+    ).first()
+    if row is None:
+        return None
+    return StoredLocation(row[0], row[1], row[2], row[3])
+
+
+def _upsert_series(*, session: Session, record: InstanceRecord) -> int:
+    patient_id = session.execute(
+        insert(Patient)
+        .values(
+            patient_id=record.patient_id,
+            issuer_of_patient_id=record.issuer_of_patient_id,
+            patient_name=record.patient_name,
+            patient_birth_date=record.patient_birth_date,
+            patient_sex=record.patient_sex,
+        )
+        .on_conflict_do_update(
+            index_elements=[Patient.patient_id, Patient.issuer_of_patient_id],
+            set_={
+                "patient_name": record.patient_name,
+                "patient_birth_date": record.patient_birth_date,
+                "patient_sex": record.patient_sex,
+            },
+        )
+        .returning(Patient.id)
+    ).scalar_one()
+    study_id = session.execute(
+        insert(Study)
+        .values(
+            study_instance_uid=record.study_instance_uid,
+            patient_fk=patient_id,
+            study_date=record.study_date,
+            study_time=record.study_time,
+            accession_number=record.accession_number,
+            study_id=record.study_id,
+            study_description=record.study_description,
+            referring_physician_name=record.referring_physician_name,
+            modalities_in_study=[record.modality] if record.modality else [],
+        )
+        # A no-op update so RETURNING yields the existing row's id.
+        .on_conflict_do_update(
+            index_elements=[Study.study_instance_uid],
+            set_={"study_instance_uid": record.study_instance_uid},
+        )
+        .returning(Study.id)
+    ).scalar_one()
+    series_row = session.execute(
+        insert(Series)
+        .values(
+            series_instance_uid=record.series_instance_uid,
+            study_fk=study_id,
+            modality=record.modality,
+            series_number=record.series_number,
+            series_description=record.series_description,
+            body_part_examined=record.body_part_examined,
+            instance_count=0,
+        )
+        .on_conflict_do_update(
+            index_elements=[Series.series_instance_uid],
+            set_={"series_instance_uid": record.series_instance_uid},
+        )
+        .returning(Series.id, text("xmax = 0"))
+    ).one()
+    series_id, created = series_row[0], series_row[1]
+    if created and record.modality:
+        session.execute(
+            update(Study)
+            .where(Study.id == study_id, ~Study.modalities_in_study.any(record.modality))
+            .values(modalities_in_study=func.array_append(Study.modalities_in_study, record.modality))
+        )
+    return int(series_id)
+
+
+def index_instance(
+    *,
+    session: Session,
+    record: InstanceRecord,
+    facts: FileFacts,
+    cache: IdCache,
+    previous: StoredLocation | None = None,
+) -> bool:
+    """Upsert the rows for one stored instance (the caller commits).
+
+    ``previous`` is where the instance was indexed before, when this replaces it; an
+    instance that moves to another series is counted out of the old one.
+
+    Returns
+    -------
+    bool
+        True when the instance is new to the index, False when it replaced a row.
+    """
+    series_id = cache.get(record.series_instance_uid)
+    if series_id is None:
+        series_id = _upsert_series(session=session, record=record)
+    values = {
+        "series_fk": series_id,
+        "sop_class_uid": record.sop_class_uid,
+        "instance_number": record.instance_number,
+        "transfer_syntax_uid": record.transfer_syntax_uid,
+        "rows": record.rows,
+        "columns": record.columns,
+        "number_of_frames": record.number_of_frames,
+        "file_path": facts.file_path,
+        "file_size": facts.file_size,
+        "sha256": facts.sha256,
+        "calling_ae_title": facts.calling_ae_title,
+        "peer_address": facts.peer_address,
+        "association_fk": facts.association_id,
+    }
+    created = session.execute(
+        insert(Instance)
+        .values(sop_instance_uid=record.sop_instance_uid, **values)
+        .on_conflict_do_update(
+            index_elements=[Instance.sop_instance_uid],
+            set_={**values, "received_at": func.now()},
+        )
+        .returning(text("xmax = 0"))
+    ).scalar_one()
+    moved = previous is not None and previous.series_fk != series_id
+    if moved:
+        assert previous is not None
+        session.execute(
+            update(Series)
+            .where(Series.id == previous.series_fk)
+            .values(instance_count=func.greatest(Series.instance_count - 1, 0))
+        )
+    session.execute(
+        update(Series)
+        .where(Series.id == series_id)
+        .values(
+            instance_count=Series.instance_count + (1 if created or moved else 0),
+            last_received_at=func.now(),
+        )
+    )
+    cache.put(record.series_instance_uid, series_id)
+    return bool(created)

@@ -1,0 +1,336 @@
+"""The one entry point that files and indexes an instance, shared by C-STORE and STOW-RS.
+
+Order matters and is the durability contract: check UIDs and free space, write the bytes to
+a temp file beside the target, fsync, rename, fsync the directory, index in one transaction,
+and only then return. A crash at any point leaves either nothing or a complete file (which
+the sender, not having seen Success, sends again).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from io import BytesIO
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from dicomnode.config import DuplicatePolicy, StoreSettings
+from dicomnode.errors import (
+    DuplicateRefused,
+    IndexUnavailable,
+    InvalidDataset,
+    InvalidUID,
+)
+from dicomnode.logs import bound
+from dicomnode.store import files, index, paths
+
+logger = logging.getLogger(__name__)
+
+
+class IngestOutcome(StrEnum):
+    """What ``ingest`` did with the instance."""
+
+    STORED = "stored"  # new instance
+    REPLACED = "replaced"  # a duplicate replaced the stored copy
+    KEPT = "kept"  # a duplicate was discarded, the stored copy kept (policy "keep")
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who sent the instance."""
+
+    calling_ae_title: str = ""
+    peer_address: str = ""
+    association_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """The instance as filed."""
+
+    outcome: IngestOutcome
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    file_path: str
+    file_size: int
+    sha256: str
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    return str(value).strip()
+
+
+def _integer(ds: Dataset, keyword: str) -> int | None:
+    value = ds.get(keyword)
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _date(ds: Dataset, keyword: str) -> dt.date | None:
+    value = _text(ds, keyword)
+    try:
+        return dt.datetime.strptime(value[:8], "%Y%m%d").date() if len(value) >= 8 else None
+    except ValueError:
+        return None  # scanners write all sorts of dates; the file keeps the original
+
+
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+# Sequence Delimitation Item (FFFE,E0DD) with zero length, little endian.
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+def _check_complete(ds: Dataset, data: bytes) -> None:
+    """Refuse a dataset whose last values were cut short (pydicom parses those silently)."""
+    last = None
+    for elem in ds.elements():  # raw elements: no value conversion, cheap
+        last = elem
+        if isinstance(elem, RawDataElement) and elem.length != _UNDEFINED_LENGTH:
+            if elem.value is not None and len(elem.value) != elem.length:
+                raise InvalidDataset(
+                    f"dataset is truncated: {elem.tag} declares {elem.length} bytes, "
+                    f"{len(elem.value)} arrived"
+                )
+    transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    if (
+        isinstance(last, RawDataElement)
+        and last.length == _UNDEFINED_LENGTH
+        and transfer_syntax != _DEFLATED
+        and not data.endswith(_SEQUENCE_DELIMITER)
+    ):
+        raise InvalidDataset(f"dataset is truncated inside {last.tag} (no sequence delimiter)")
+
+
+def read_record(data: bytes) -> tuple[index.InstanceRecord, Dataset]:
+    """Parse a Part 10 byte string and extract what the index keeps.
+
+    Raises
+    ------
+    InvalidDataset
+        When the bytes are not a decodable DICOM dataset, or a required UID is missing.
+    InvalidUID
+        When a UID that becomes part of a path breaks the UID grammar.
+    """
+    try:
+        ds = dcmread(BytesIO(data), force=True)
+    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise InvalidDataset(f"dataset cannot be decoded: {exc}") from exc
+    except Exception as exc:  # pydicom raises many things on garbage; all mean the same here
+        raise InvalidDataset(f"dataset cannot be decoded: {type(exc).__name__}: {exc}") from exc
+    _check_complete(ds, data)
+    meta = ds.file_meta
+    transfer_syntax_uid = str(meta.get("TransferSyntaxUID", "")).strip()
+    for keyword in ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        if not _text(ds, keyword):
+            raise InvalidDataset(f"{keyword} is missing or empty")
+    sop_instance_uid = paths.check_uid(_text(ds, "SOPInstanceUID"), keyword="SOPInstanceUID")
+    record = index.InstanceRecord(
+        sop_instance_uid=sop_instance_uid,
+        sop_class_uid=paths.check_uid(_text(ds, "SOPClassUID"), keyword="SOPClassUID"),
+        study_instance_uid=paths.check_uid(_text(ds, "StudyInstanceUID"), keyword="StudyInstanceUID"),
+        series_instance_uid=paths.check_uid(
+            _text(ds, "SeriesInstanceUID"), keyword="SeriesInstanceUID"
+        ),
+        transfer_syntax_uid=transfer_syntax_uid,
+        patient_id=_text(ds, "PatientID"),
+        issuer_of_patient_id=_text(ds, "IssuerOfPatientID"),
+        patient_name=_text(ds, "PatientName"),
+        patient_birth_date=_date(ds, "PatientBirthDate"),
+        patient_sex=_text(ds, "PatientSex"),
+        study_date=_date(ds, "StudyDate"),
+        study_time=_text(ds, "StudyTime"),
+        accession_number=_text(ds, "AccessionNumber"),
+        study_id=_text(ds, "StudyID"),
+        study_description=_text(ds, "StudyDescription"),
+        referring_physician_name=_text(ds, "ReferringPhysicianName"),
+        modality=_text(ds, "Modality"),
+        series_number=_integer(ds, "SeriesNumber"),
+        series_description=_text(ds, "SeriesDescription"),
+        body_part_examined=_text(ds, "BodyPartExamined"),
+        instance_number=_integer(ds, "InstanceNumber"),
+        rows=_integer(ds, "Rows"),
+        columns=_integer(ds, "Columns"),
+        number_of_frames=_integer(ds, "NumberOfFrames"),
+    )
+    return record, ds
+
+
+class Ingestor:
+    """Files and indexes instances for one store and one database; safe to share across threads."""
+
+    def __init__(self, *, settings: StoreSettings, sessions: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.root = Path(settings.root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._sessions = sessions
+        self._cache = index.IdCache()
+
+    def ingest(
+        self, data: bytes, *, origin: Origin, expected_sop_instance_uid: str | None = None
+    ) -> IngestResult:
+        """File and index one Part 10 encoded instance.
+
+        Parameters
+        ----------
+        data
+            The instance as a DICOM Part 10 byte string (preamble, file meta, dataset), stored
+            exactly as given.
+        origin
+            Who sent it, for the index and the logs.
+        expected_sop_instance_uid
+            The UID the transport announced (C-STORE's AffectedSOPInstanceUID, STOW's
+            path); a dataset that says otherwise is refused.
+
+        Returns
+        -------
+        IngestResult
+            Only once the file is durable and the index committed.
+
+        Raises
+        ------
+        InvalidDataset, InvalidUID
+            The bytes are not a usable dataset (nothing written).
+        StoreFull
+            Free space is below the floor, or the disk filled up (nothing kept).
+        IndexUnavailable
+            The database cannot be reached (the file may be on disk; it is not indexed and
+            Success must not be sent).
+        DuplicateRefused
+            The SOP Instance UID is stored already and the duplicate policy refuses this copy.
+        """
+        record, _ds = read_record(data)
+        if expected_sop_instance_uid is not None and record.sop_instance_uid != expected_sop_instance_uid:
+            raise InvalidUID(
+                f"dataset SOPInstanceUID {record.sop_instance_uid} differs from the announced "
+                f"{expected_sop_instance_uid}"
+            )
+        with bound(
+            study_instance_uid=record.study_instance_uid,
+            series_instance_uid=record.series_instance_uid,
+            sop_instance_uid=record.sop_instance_uid,
+        ):
+            return self._ingest(data, record, origin)
+
+    def _ingest(self, data: bytes, record: index.InstanceRecord, origin: Origin) -> IngestResult:
+        files.check_free_space(self.root, min_free_bytes=self.settings.min_free_mb * 2**20)
+        relative = paths.instance_path(
+            study_instance_uid=record.study_instance_uid,
+            series_instance_uid=record.series_instance_uid,
+            sop_instance_uid=record.sop_instance_uid,
+        )
+        try:
+            with self._sessions() as session:
+                previous = index.find_instance(
+                    session=session, sop_instance_uid=record.sop_instance_uid
+                )
+        except (OperationalError, DBAPIError) as exc:
+            raise IndexUnavailable(f"index database unreachable: {exc.orig or exc}") from exc
+        outcome = IngestOutcome.STORED
+        if previous is not None:
+            outcome = self._duplicate_outcome(record, previous)
+        digest = hashlib.sha256(data).hexdigest()
+        if outcome is IngestOutcome.KEPT:
+            logger.info("duplicate kept, new copy discarded", extra={"policy": "keep"})
+            return self._result(outcome, record, previous.file_path if previous else "", data, digest)
+
+        target = self.root / relative
+        files.ensure_dir(target.parent, root=self.root, fsync=self.settings.fsync)
+        size = files.write_atomic(target, (data,), fsync=self.settings.fsync)
+        facts = index.FileFacts(
+            file_path=str(relative),
+            file_size=size,
+            sha256=digest,
+            calling_ae_title=origin.calling_ae_title,
+            peer_address=origin.peer_address,
+            association_id=origin.association_id,
+        )
+        self._index(record, facts, previous)
+        if previous is not None and previous.file_path != facts.file_path:
+            files.with_suppressed_unlink(self.root / previous.file_path)
+        if outcome is IngestOutcome.REPLACED:
+            logger.info("duplicate replaced stored copy", extra={"policy": self.settings.duplicate_policy.value})
+        else:
+            logger.debug("instance stored", extra={"size": size})
+        return self._result(outcome, record, facts.file_path, data, digest)
+
+    def _duplicate_outcome(
+        self, record: index.InstanceRecord, previous: index.StoredLocation
+    ) -> IngestOutcome:
+        policy = self.settings.duplicate_policy
+        same_series = (previous.study_instance_uid, previous.series_instance_uid) == (
+            record.study_instance_uid,
+            record.series_instance_uid,
+        )
+        if policy is DuplicatePolicy.KEEP:
+            return IngestOutcome.KEPT
+        if policy is DuplicatePolicy.REPLACE or (
+            policy is DuplicatePolicy.REPLACE_SAME_SERIES and same_series
+        ):
+            return IngestOutcome.REPLACED
+        where = "" if same_series else (
+            f" in series {previous.series_instance_uid} of study {previous.study_instance_uid}"
+        )
+        logger.warning(
+            "duplicate refused",
+            extra={"policy": policy.value, "stored_series_instance_uid": previous.series_instance_uid},
+        )
+        raise DuplicateRefused(
+            f"SOP Instance {record.sop_instance_uid} is already stored{where}; "
+            f"store.duplicate_policy={policy.value} refuses it"
+        )
+
+    def _index(
+        self,
+        record: index.InstanceRecord,
+        facts: index.FileFacts,
+        previous: index.StoredLocation | None,
+    ) -> None:
+        for attempt in (1, 2):
+            try:
+                with self._sessions() as session, session.begin():
+                    index.index_instance(
+                        session=session, record=record, facts=facts, cache=self._cache,
+                        previous=previous,
+                    )
+                return
+            except IntegrityError:
+                # A cached series id went stale (deleted behind our back): look it up again.
+                self._cache.clear()
+                if attempt == 2:
+                    raise
+            except (OperationalError, DBAPIError) as exc:
+                raise IndexUnavailable(f"index database unreachable: {exc.orig or exc}") from exc
+
+    @staticmethod
+    def _result(
+        outcome: IngestOutcome, record: index.InstanceRecord, file_path: str, data: bytes, digest: str
+    ) -> IngestResult:
+        return IngestResult(
+            outcome=outcome,
+            sop_instance_uid=record.sop_instance_uid,
+            sop_class_uid=record.sop_class_uid,
+            study_instance_uid=record.study_instance_uid,
+            series_instance_uid=record.series_instance_uid,
+            file_path=file_path,
+            file_size=len(data),
+            sha256=digest,
+        )
+
+
+__all__ = ["Ingestor", "IngestOutcome", "IngestResult", "Origin", "InvalidUID", "read_record"]
