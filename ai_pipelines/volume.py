@@ -229,6 +229,10 @@ def _common_frame_of_reference(datasets: Sequence[Dataset]) -> str:
     return next(iter(uids))
 
 
+def _cosines(orientation: Sequence[float]) -> str:
+    return "\\".join(f"{value:.3f}" for value in orientation)
+
+
 def _describe(counter: Counter[object]) -> str:
     return ", ".join(f"{value} (x{count})" for value, count in counter.most_common(4))
 
@@ -247,13 +251,13 @@ def _check_uniform(frames: Sequence[Frame]) -> None:
             f"ImageOrientationPatient {tuple(reference)} is not two orthogonal unit vectors"
         )
     orientations = Counter(
-        tuple(np.round(frame.orientation, 3)) for frame in frames
+        _cosines(frame.orientation) for frame in frames
         if np.max(np.abs(np.array(frame.orientation) - reference)) > _ORIENTATION_TOLERANCE
     )
     if orientations:
         raise PipelineInputError(
             f"mixed orientation: {sum(orientations.values())} of {len(frames)} slices differ "
-            f"from ImageOrientationPatient {tuple(np.round(reference, 3))}: "
+            f"from ImageOrientationPatient {_cosines(frames[0].orientation)}: "
             f"{_describe(orientations)} (a localizer or a radial stack?)"
         )
     spacings = Counter(tuple(round(v, 4) for v in frame.pixel_spacing) for frame in frames)
@@ -267,14 +271,17 @@ def _slice_spacing(frames: Sequence[Frame], distances: np.ndarray, tolerance: fl
         value = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness") or 1.0
         return float(value) if float(value) > 0 else 1.0
     gaps = np.diff(distances)
-    typical = float(np.median(gaps))
-    repeated = int(np.sum(gaps <= max(typical * tolerance, 1e-3)))
-    if typical <= 1e-3 or repeated:
-        raise PipelineInputError(
-            f"{repeated + 1 if repeated else len(frames)} slices share a position along the "
-            "slice normal (repeated acquisitions or time points in one series?)"
-        )
+    distinct = gaps[gaps > 1e-3]
+    typical = float(np.median(distinct)) if distinct.size else 0.0
     allowed = max(typical * tolerance, 1e-3)
+    repeated = gaps <= allowed
+    if repeated.any():
+        positions = len(frames) - int(repeated.sum())
+        raise PipelineInputError(
+            f"{len(frames)} slices at only {positions} distinct positions along the slice "
+            "normal: repeated acquisitions or time points in one series; a volume needs one "
+            "slice per position"
+        )
     bad = np.flatnonzero(np.abs(gaps - typical) > allowed)
     if bad.size:
         ratios = gaps[bad] / typical

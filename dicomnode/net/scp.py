@@ -36,6 +36,10 @@ STORAGE_TRANSFER_SYNTAXES: Sequence[str] = [
 
 def configure_pynetdicom(*, debug_dimse: bool = False) -> None:
     """Set pynetdicom's and pydicom's process-wide switches; the only place that does."""
+    # Accept every storage SOP class (known, unknown, private) in the transfer syntax the
+    # requestor proposes first: for a sender that is the syntax its file is in, so the bytes
+    # are stored as they were made, with no transcoding on either side.
+    _config.UNRESTRICTED_STORAGE_SERVICE = True
     # Logging context (association, UIDs) must follow the handler threads.
     _config.PASS_CONTEXTVARS = True
     # Log the ErrorComment of statuses we return; pynetdicom's own chatter stays quiet.
@@ -55,7 +59,7 @@ class ReusePortServer(ThreadedAssociationServer):
 
 
 def build_ae(settings: NetSettings) -> AE:
-    """An AE that accepts echo and every storage SOP class pynetdicom knows."""
+    """An AE that accepts echo and every storage SOP class (see ``configure_pynetdicom``)."""
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_pdu_size = settings.max_pdu
     ae.maximum_associations = settings.max_associations
@@ -65,6 +69,9 @@ def build_ae(settings: NetSettings) -> AE:
     ae.implementation_class_uid = handlers.IMPLEMENTATION_CLASS_UID
     ae.implementation_version_name = handlers.IMPLEMENTATION_VERSION_NAME
     ae.add_supported_context(Verification)
+    # Storage contexts are negotiated by pynetdicom's unrestricted storage service (see
+    # configure_pynetdicom); these entries document what we know and serve a caller that
+    # turns that switch off.
     for context in AllStoragePresentationContexts:
         ae.add_supported_context(context.abstract_syntax, STORAGE_TRANSFER_SYNTAXES)
     return ae

@@ -171,7 +171,7 @@ def _upsert_series(*, session: Session, record: InstanceRecord) -> int:
     if created and record.modality:
         session.execute(
             update(Study)
-            .where(Study.id == study_id, ~Study.modalities_in_study.any(record.modality))
+            .where(Study.id == study_id, ~Study.modalities_in_study.contains([record.modality]))
             .values(modalities_in_study=func.array_append(Study.modalities_in_study, record.modality))
         )
     return int(series_id)

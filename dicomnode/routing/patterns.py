@@ -1,0 +1,154 @@
+"""Bounded regular expressions for the ``matches`` operator: refuse costly patterns, search capped values.
+
+A rule's pattern is admin text run against every series the node receives, so its cost must be
+bounded before it is saved, not discovered when a worker hangs. Python's ``re`` backtracks, and
+has no timeout, so the bound comes from three limits that together keep one search well under
+0.1 s on a 2020s CPU core:
+
+1. **Pattern length**: at most :data:`MAX_PATTERN_LENGTH` characters.
+2. **Value length**: only the first :data:`MAX_VALUE_LENGTH` characters of a value are searched
+   (DICOM's LO, the VR of descriptions and protocol names, holds at most 64).
+3. **Pattern shape**, checked on the parsed pattern by :func:`check_pattern`:
+
+   - no quantifier inside a repeated group (``(a+)+``, ``(\\d{4})*``): the classic
+     exponential backtracking;
+   - no alternation inside a repeated group (``(a|ab)*``); a character class (``[ab]*``) is fine;
+   - no backreferences (``\\1``, ``(?(1)...)``);
+   - the product, over all quantifiers, of the number of lengths each may take (an open-ended
+     one such as ``.*`` or ``\\d+`` counts as :data:`MAX_VALUE_LENGTH` + 1) is at most
+     :data:`MAX_SPLITS`. In practice: at most two open-ended quantifiers per pattern, plus a few
+     short bounded ones (``\\d{1,3}``).
+
+The shape check walks ``re._parser``'s parse tree: a private module of the standard library, but
+stable from Python 3.11 (when ``sre_parse`` became its deprecated alias) to date. If a future
+Python changes it, :func:`check_pattern` fails loudly in the unit tests rather than passing costly
+patterns.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import re
+from typing import Any
+
+__all__ = [
+    "MAX_PATTERN_LENGTH",
+    "MAX_SPLITS",
+    "MAX_VALUE_LENGTH",
+    "check_pattern",
+    "search",
+]
+
+MAX_PATTERN_LENGTH = 512
+"""Longest pattern a rule may hold, in characters."""
+
+MAX_VALUE_LENGTH = 256
+"""Only this many leading characters of a value are searched."""
+
+MAX_SPLITS = 2**18
+"""Largest product of the lengths the pattern's quantifiers may take (see the module docstring)."""
+
+# private to the standard library (see the module docstring), hence untyped
+_sre: Any = importlib.import_module("re._constants")
+_parser: Any = importlib.import_module("re._parser")
+
+_REPEATS = frozenset({_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT})
+_BACKREFERENCES = frozenset({_sre.GROUPREF, _sre.GROUPREF_EXISTS})
+_OPEN_ENDED = MAX_VALUE_LENGTH + 1
+
+
+class _Costly(ValueError):
+    """The pattern could backtrack for too long."""
+
+
+def check_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile a rule's pattern, refusing one that is too long, invalid or costly to search.
+
+    Parameters
+    ----------
+    pattern
+        The regular expression as the admin wrote it (Python ``re`` syntax, searched anywhere in
+        the value; anchor with ``^`` and ``$``).
+
+    Returns
+    -------
+    re.Pattern[str]
+        The compiled pattern.
+
+    Raises
+    ------
+    ValueError
+        With a plain-words reason: too long, does not compile, or one of the shapes listed in the
+        module docstring.
+    """
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise ValueError(
+            f"pattern is {len(pattern)} characters long; the limit is {MAX_PATTERN_LENGTH}"
+        )
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    try:
+        splits = _walk(_parser.parse(pattern), repeated=False)
+    except _Costly as exc:
+        raise ValueError(f"pattern too costly to search: {exc}") from None
+    if splits > MAX_SPLITS:
+        raise ValueError(
+            "pattern too costly to search: at most two open-ended quantifiers "
+            "(*, +, {n,}) and a few short bounded ones are allowed"
+        )
+    return compiled
+
+
+def _walk(items: Any, *, repeated: bool) -> int:
+    """Check one parsed (sub)pattern; return the product of its quantifiers' length choices."""
+    splits = 1
+    for op, av in items:
+        if op in _REPEATS:
+            low, high, body = av
+            repeats = high > 1
+            if repeated and repeats:
+                raise _Costly("a quantifier inside a repeated group, such as (a+)+")
+            splits *= min(high, _OPEN_ENDED) - low + 1
+            splits *= _walk(body, repeated=repeated or repeats)
+        elif op is _sre.BRANCH:
+            if repeated:
+                raise _Costly("an alternation inside a repeated group, such as (a|ab)*")
+            for branch in av[1]:
+                splits *= _walk(branch, repeated=repeated)
+        elif op is _sre.SUBPATTERN:
+            splits *= _walk(av[3], repeated=repeated)
+        elif op in (_sre.ASSERT, _sre.ASSERT_NOT):
+            splits *= _walk(av[1], repeated=repeated)
+        elif op is _sre.ATOMIC_GROUP:
+            splits *= _walk(av, repeated=repeated)
+        elif op in _BACKREFERENCES:
+            raise _Costly("backreferences such as \\1 are not allowed")
+        if splits > MAX_SPLITS:
+            return splits
+    return splits
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def search(pattern: str, value: str) -> bool:
+    """Search a checked pattern in the first :data:`MAX_VALUE_LENGTH` characters of a value.
+
+    Parameters
+    ----------
+    pattern
+        A pattern that passed :func:`check_pattern` (rules are validated at construction).
+    value
+        The text to search.
+
+    Returns
+    -------
+    bool
+        Whether the pattern occurs anywhere in the capped value.
+    """
+    return _compiled(pattern).search(value[:MAX_VALUE_LENGTH]) is not None
