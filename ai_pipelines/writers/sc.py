@@ -1,0 +1,4 @@
+"""stub."""
+from __future__ import annotations
+
+def write_sc(): ...
