@@ -153,6 +153,7 @@ def handle_accepted(event: evt.Event, log: AssociationLog) -> None:
     """EVT_ACCEPTED: open the association's log row and logging context."""
     calling, host, port = _peer(event)
     stats = _stats(event.assoc)
+    event.assoc.dul._run_loop_delay = 0.0002
     stats.association_id = log.opened(
         calling=calling, called=event.assoc.acceptor.ae_title.strip(), host=host, port=port,
         outcome="accepted",

@@ -1,4 +1,4 @@
-"""Bounded regular expressions for the ``matches`` operator: refuse costly patterns, search capped values.
+"""Bounded regular expressions for ``matches``: refuse costly patterns, search capped values.
 
 A rule's pattern is admin text run against every series the node receives, so its cost must be
 bounded before it is saved, not discovered when a worker hangs. Python's ``re`` backtracks, and
@@ -10,14 +10,16 @@ has no timeout, so the bound comes from three limits that together keep one sear
    (DICOM's LO, the VR of descriptions and protocol names, holds at most 64).
 3. **Pattern shape**, checked on the parsed pattern by :func:`check_pattern`:
 
-   - no quantifier inside a repeated group (``(a+)+``, ``(\\d{4})*``): the classic
-     exponential backtracking;
-   - no alternation inside a repeated group (``(a|ab)*``); a character class (``[ab]*``) is fine;
+   - no quantifier or alternation inside an open-ended repeat (``(a+)+``, ``(a|ab)*``): the
+     classic exponential backtracking. Fixed-length bodies are fine (``(\\d{4})*``, ``[ab]*``);
+   - a bounded repeat of a group that has choices (``(\\d{1,3}\\.){3}``) is counted as all
+     its combinations, and refused beyond 16 repetitions;
    - no backreferences (``\\1``, ``(?(1)...)``);
-   - the product, over all quantifiers, of the number of lengths each may take (an open-ended
-     one such as ``.*`` or ``\\d+`` counts as :data:`MAX_VALUE_LENGTH` + 1) is at most
-     :data:`MAX_SPLITS`. In practice: at most two open-ended quantifiers per pattern, plus a few
-     short bounded ones (``\\d{1,3}``).
+   - the number of ways the quantifiers may split a value (the product over quantifiers of
+     the lengths each may take, where an open-ended one such as ``.*`` or ``\\d+`` counts
+     :data:`MAX_VALUE_LENGTH` + 1, and an alternation the sum of its branches) is at most
+     :data:`MAX_SPLITS`. In practice: at most two open-ended quantifiers per pattern, plus a
+     few short bounded ones (``\\d{1,3}``).
 
 The shape check walks ``re._parser``'s parse tree: a private module of the standard library, but
 stable from Python 3.11 (when ``sre_parse`` became its deprecated alias) to date. If a future
@@ -56,6 +58,7 @@ _parser: Any = importlib.import_module("re._parser")
 _REPEATS = frozenset({_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT})
 _BACKREFERENCES = frozenset({_sre.GROUPREF, _sre.GROUPREF_EXISTS})
 _OPEN_ENDED = MAX_VALUE_LENGTH + 1
+_MAX_NESTED_REPEAT = 16
 
 
 class _Costly(ValueError):
@@ -91,39 +94,46 @@ def check_pattern(pattern: str) -> re.Pattern[str]:
     except re.error as exc:
         raise ValueError(f"not a valid regular expression: {exc}") from None
     try:
-        splits = _walk(_parser.parse(pattern), repeated=False)
+        splits = _walk(_parser.parse(pattern))
     except _Costly as exc:
         raise ValueError(f"pattern too costly to search: {exc}") from None
     if splits > MAX_SPLITS:
         raise ValueError(
-            "pattern too costly to search: at most two open-ended quantifiers "
-            "(*, +, {n,}) and a few short bounded ones are allowed"
+            f"pattern too costly to search: its quantifiers may split a value in more than "
+            f"{MAX_SPLITS} ways; at most two open-ended quantifiers (*, +, {{n,}}) and a few "
+            "short bounded ones are allowed"
         )
     return compiled
 
 
-def _walk(items: Any, *, repeated: bool) -> int:
-    """Check one parsed (sub)pattern; return the product of its quantifiers' length choices."""
+def _walk(items: Any) -> int:
+    """Check one parsed (sub)pattern; return how many ways its quantifiers may split a value."""
     splits = 1
     for op, av in items:
         if op in _REPEATS:
             low, high, body = av
-            repeats = high > 1
-            if repeated and repeats:
-                raise _Costly("a quantifier inside a repeated group, such as (a+)+")
-            splits *= min(high, _OPEN_ENDED) - low + 1
-            splits *= _walk(body, repeated=repeated or repeats)
+            inner = _walk(body)
+            if high == _sre.MAXREPEAT:
+                if inner > 1:
+                    raise _Costly(
+                        "a quantifier or alternation inside an open-ended repeat, "
+                        "such as (a+)+ or (a|ab)*"
+                    )
+                splits *= _OPEN_ENDED - low + 1
+            elif inner > 1 and high > _MAX_NESTED_REPEAT:
+                raise _Costly(
+                    f"a group with a quantifier repeated more than {_MAX_NESTED_REPEAT} times"
+                )
+            else:
+                splits *= (high - low + 1) * inner**high
         elif op is _sre.BRANCH:
-            if repeated:
-                raise _Costly("an alternation inside a repeated group, such as (a|ab)*")
-            for branch in av[1]:
-                splits *= _walk(branch, repeated=repeated)
+            splits *= sum(_walk(branch) for branch in av[1])
         elif op is _sre.SUBPATTERN:
-            splits *= _walk(av[3], repeated=repeated)
+            splits *= _walk(av[3])
         elif op in (_sre.ASSERT, _sre.ASSERT_NOT):
-            splits *= _walk(av[1], repeated=repeated)
+            splits *= _walk(av[1])
         elif op is _sre.ATOMIC_GROUP:
-            splits *= _walk(av, repeated=repeated)
+            splits *= _walk(av)
         elif op in _BACKREFERENCES:
             raise _Costly("backreferences such as \\1 are not allowed")
         if splits > MAX_SPLITS:

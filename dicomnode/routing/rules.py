@@ -1,7 +1,7 @@
-"""Routing rules as data: the pydantic rule tree, its validation, and the YAML loader.
+"""Routing rules as data: the rule model, the YAML loader and writer, and RuleInvalid.
 
-A rule says *when* (a condition tree over the series' DICOM attributes and a few facts), what
-to *run* (pipelines with parameters) and where to *send_to*. Its YAML form::
+A rule says *when* (a condition tree, :mod:`dicomnode.routing.conditions`), what to *run*
+(pipelines with parameters) and where to *send_to*. Its YAML form::
 
     - name: brain-mr-to-tumour-seg
       when: {all: [{attr: Modality, equals: MR},
@@ -11,57 +11,33 @@ to *run* (pipelines with parameters) and where to *send_to*. Its YAML form::
       run: brain_tumour_seg
       send_to: [pacs-main]
 
-A condition is ``{all: [...]}``, ``{any: [...]}``, ``{not: {...}}`` or a leaf naming one
-subject (``attr: <DICOM keyword>`` or ``fact: instance_count | calling_ae_title | peer_host``)
-and exactly one operator: ``equals``, ``in``, ``matches``, ``range``, ``exists`` or ``contains``.
-Everything is checked at construction (unknown keywords, two operators, bad or costly regexes,
-empty lists, reversed ranges, duplicate names), so an invalid rule never exists; nothing is
-evaluated as code. What the operators mean at match time is documented in
-:mod:`dicomnode.routing.match`.
+Everything is checked at construction, so an invalid rule never exists, and every error is
+reported with its path and reason; nothing is evaluated as code.
 """
 
 from __future__ import annotations
 
-import datetime
-import difflib
-import enum
 import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeAlias
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
-    Discriminator,
     Field,
     JsonValue,
     StrictBool,
     StrictInt,
-    Tag,
     TypeAdapter,
     ValidationError,
-    ValidationInfo,
     field_validator,
-    model_validator,
 )
-from pydantic_core import PydanticCustomError
-from pydicom.datadict import dictionary_VR, keyword_dict
 
-from dicomnode.routing import patterns
+from dicomnode.routing.conditions import Condition, StrictModel, refusal
 
 __all__ = [
-    "AllOf",
-    "AnyOf",
-    "Condition",
-    "Fact",
-    "Leaf",
-    "Not",
-    "OPERATORS",
     "PipelineCall",
-    "Range",
     "Rule",
     "RuleError",
     "RuleInvalid",
@@ -70,17 +46,9 @@ __all__ = [
     "parse_rule",
 ]
 
-OPERATORS = ("equals", "in", "matches", "range", "exists", "contains")
-"""The leaf operators, as written in YAML."""
-
-_NUMERIC_VRS = frozenset({"DS", "IS", "US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"})
-_DATE_VRS = frozenset({"DA", "DT"})
-# values a rule cannot test: sequences, and bulk data (pixels, overlays, LUTs, unknown)
-_UNTESTABLE_VRS = frozenset({"SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN", "NONE"})
 _RULE_NAME = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
 _PIPELINE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _DESTINATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_DATE = re.compile(r"\d{8}")
 _MAX_NAME_LENGTH = 64
 
 
@@ -102,222 +70,7 @@ class RuleInvalid(Exception):
         super().__init__("\n".join(lines))
 
 
-def _refuse(reason: str) -> PydanticCustomError:
-    # the reason goes through the context so braces in it are never read as placeholders
-    return PydanticCustomError("rule_invalid", "{reason}", {"reason": reason})
-
-
-class Fact(enum.StrEnum):
-    """What a rule may test about the series besides its DICOM attributes."""
-
-    INSTANCE_COUNT = "instance_count"
-    CALLING_AE_TITLE = "calling_ae_title"
-    PEER_HOST = "peer_host"
-
-
-def _scalar(value: object) -> object:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        hint = " (write a date as 'YYYYMMDD')" if isinstance(value, datetime.date) else ""
-        raise _refuse(f"must be a string or a number, got {value!r}{hint}")
-    return value
-
-
-def _scalars(value: object) -> object:
-    if not isinstance(value, list):
-        raise _refuse(f"must be a list of strings or numbers, got {value!r}")
-    if not value:
-        raise _refuse("must list at least one value")
-    for item in value:
-        _scalar(item)
-    return value
-
-
-def _scalar_or_scalars(value: object) -> object:
-    return _scalars(value) if isinstance(value, list) else _scalar(value)
-
-
-_Scalar: TypeAlias = Annotated[str | int | float, BeforeValidator(_scalar)]
-_Scalars: TypeAlias = Annotated[list[str | int | float], BeforeValidator(_scalars)]
-_ScalarOrScalars: TypeAlias = Annotated[
-    str | int | float | list[str | int | float], BeforeValidator(_scalar_or_scalars)
-]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class Range(_Model):
-    """Inclusive bounds for ``range``: numbers, or DICOM dates written ``YYYYMMDD``.
-
-    Whether the bounds are numbers or dates follows from the subject's VR (numbers for DS, IS,
-    US, FL and the like; dates for DA and DT), never from how the bounds look. Date bounds are
-    stored as ``'YYYYMMDD'`` strings.
-    """
-
-    min: _Scalar | None = None
-    max: _Scalar | None = None
-
-
-class Leaf(_Model):
-    """A test of one subject (DICOM attribute or fact) with exactly one operator."""
-
-    attr: str | None = None
-    fact: Fact | None = None
-    equals: _ScalarOrScalars | None = None
-    in_: _Scalars | None = Field(default=None, alias="in")
-    matches: str | None = None
-    range: Range | None = None
-    exists: StrictBool | None = None
-    contains: _Scalar | None = None
-
-    @field_validator("attr")
-    @classmethod
-    def _known_keyword(cls, attr: str) -> str:
-        if attr not in keyword_dict:
-            close = difflib.get_close_matches(attr, keyword_dict, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise _refuse(f"unknown DICOM keyword {attr!r}{hint}")
-        vrs = set(dictionary_VR(keyword_dict[attr]).split(" or "))
-        if vrs & _UNTESTABLE_VRS:
-            raise _refuse(
-                f"{attr} has VR {' or '.join(sorted(vrs))}; rules test the top-level text, "
-                "number and date values of a series, not sequences or bulk data"
-            )
-        return attr
-
-    @field_validator("matches")
-    @classmethod
-    def _bounded_pattern(cls, pattern: str) -> str:
-        try:
-            patterns.check_pattern(pattern)
-        except ValueError as exc:
-            raise _refuse(str(exc)) from None
-        return pattern
-
-    @field_validator("range")
-    @classmethod
-    def _typed_bounds(cls, bounds: Range, info: ValidationInfo) -> Range:
-        attr, fact = info.data.get("attr"), info.data.get("fact")
-        if attr is not None:
-            subject, vrs = attr, set(dictionary_VR(keyword_dict[attr]).split(" or "))
-        elif fact is not None:
-            subject, vrs = str(fact), {"IS"} if fact is Fact.INSTANCE_COUNT else {"AE"}
-        else:
-            return bounds  # no valid subject: reported by its own validator or _one_operator
-        if bounds.min is None and bounds.max is None:
-            raise _refuse("a range needs min, max or both")
-        if vrs <= _NUMERIC_VRS:
-            low, high = (_number_bound(subject, b) for b in (bounds.min, bounds.max))
-        elif vrs <= _DATE_VRS:
-            low, high = (_date_bound(subject, b) for b in (bounds.min, bounds.max))
-        else:
-            raise _refuse(
-                f"range works on numbers and dates; {subject} has VR {' or '.join(sorted(vrs))}"
-            )
-        if low is not None and high is not None and low > high:  # type: ignore[operator]
-            raise _refuse(f"min {low!r} is greater than max {high!r}")
-        return Range(min=low, max=high)
-
-    @model_validator(mode="after")
-    def _one_operator(self) -> Leaf:
-        if (self.attr is None) == (self.fact is None):
-            raise _refuse(
-                "a leaf names exactly one subject: 'attr: <DICOM keyword>' or "
-                f"'fact: {' | '.join(Fact)}'"
-            )
-        given = [name for name in OPERATORS if self._operand(name) is not None]
-        if len(given) != 1:
-            found = ", ".join(given) if given else "none"
-            raise _refuse(
-                f"a leaf takes exactly one operator ({', '.join(OPERATORS)}); found {found}"
-            )
-        return self
-
-    def _operand(self, operator: str) -> object:
-        return self.in_ if operator == "in" else getattr(self, operator)
-
-    @property
-    def subject(self) -> str:
-        """The DICOM keyword or fact name the leaf tests."""
-        return self.attr if self.attr is not None else str(self.fact)
-
-    @property
-    def operator(self) -> tuple[str, Any]:
-        """The leaf's one operator, as written in YAML, and its operand."""
-        for name in OPERATORS:
-            operand = self._operand(name)
-            if operand is not None:
-                return name, operand
-        raise AssertionError("unreachable: validated leaves have one operator")
-
-
-def _number_bound(subject: str, bound: str | int | float | None) -> int | float | None:
-    if bound is None or isinstance(bound, int | float):
-        return bound
-    raise _refuse(f"range bounds for {subject} are numbers, got {bound!r}")
-
-
-def _date_bound(subject: str, bound: str | int | float | None) -> str | None:
-    if bound is None:
-        return None
-    text = str(bound) if isinstance(bound, int) else bound
-    if isinstance(text, str) and _DATE.fullmatch(text):
-        try:
-            datetime.datetime.strptime(text, "%Y%m%d")
-        except ValueError:
-            pass
-        else:
-            return text
-    raise _refuse(f"range bounds for {subject} are dates written YYYYMMDD, got {bound!r}")
-
-
-class AllOf(_Model):
-    """True when every condition in ``all`` is true."""
-
-    all: list[Condition] = Field(min_length=1)
-
-
-class AnyOf(_Model):
-    """True when at least one condition in ``any`` is true."""
-
-    any: list[Condition] = Field(min_length=1)
-
-
-class Not(_Model):
-    """True when the condition in ``not`` is false."""
-
-    not_: Condition = Field(alias="not")
-
-
-def _condition_kind(value: object) -> str | None:
-    # the tags are in angle brackets so that _path can drop them from error locations
-    if isinstance(value, Mapping):
-        return next((f"<{key}>" for key in ("all", "any", "not") if key in value), "<leaf>")
-    kinds = {AllOf: "<all>", AnyOf: "<any>", Not: "<not>", Leaf: "<leaf>"}
-    return kinds.get(type(value))
-
-
-Condition: TypeAlias = Annotated[
-    Annotated[AllOf, Tag("<all>")]
-    | Annotated[AnyOf, Tag("<any>")]
-    | Annotated[Not, Tag("<not>")]
-    | Annotated[Leaf, Tag("<leaf>")],
-    Discriminator(
-        _condition_kind,
-        custom_error_type="condition",
-        custom_error_message=(
-            "a condition is a mapping: all: [...], any: [...], not: <condition>, "
-            "or a leaf such as attr: Modality, equals: MR"
-        ),
-    ),
-]
-
-for _model in (AllOf, AnyOf, Not):
-    _model.model_rebuild()
-
-
-class PipelineCall(_Model):
+class PipelineCall(StrictModel):
     """One pipeline a rule runs, with the parameters it passes."""
 
     pipeline: str
@@ -327,7 +80,7 @@ class PipelineCall(_Model):
     @classmethod
     def _pipeline_name(cls, name: str) -> str:
         if len(name) > _MAX_NAME_LENGTH or not _PIPELINE_NAME.fullmatch(name):
-            raise _refuse(
+            raise refusal(
                 f"a pipeline name is lowercase letters, digits and underscores, got {name!r}"
             )
         return name
@@ -341,7 +94,7 @@ def _pipeline_calls(value: object) -> object:
     return value
 
 
-class Rule(_Model):
+class Rule(StrictModel):
     """A routing rule: when a series matches, run these pipelines and send the results there."""
 
     name: str
@@ -358,7 +111,7 @@ class Rule(_Model):
     @classmethod
     def _slug(cls, name: str) -> str:
         if len(name) > _MAX_NAME_LENGTH or not _RULE_NAME.fullmatch(name):
-            raise _refuse(
+            raise refusal(
                 "a rule name is a slug of lowercase letters and digits joined by single "
                 f"hyphens or underscores (e.g. brain-mr-to-tumour-seg), got {name!r}"
             )
@@ -376,7 +129,7 @@ class Rule(_Model):
     def _destination_names(cls, names: list[str]) -> list[str]:
         for name in names:
             if len(name) > _MAX_NAME_LENGTH or not _DESTINATION_NAME.fullmatch(name):
-                raise _refuse(
+                raise refusal(
                     "a destination name is letters, digits, '.', '_' and '-', "
                     f"got {name!r}"
                 )
@@ -388,7 +141,7 @@ def _refuse_duplicates(kind: str, names: Iterable[str]) -> None:
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise _refuse(f"{kind} {name!r} is listed twice")
+            raise refusal(f"{kind} {name!r} is listed twice")
         seen.add(name)
 
 
@@ -495,7 +248,7 @@ def dump_rules(rules: Iterable[Rule]) -> str:
             names = [call.pipeline for call in rule.run]
             document["run"] = names[0] if len(names) == 1 else names
         documents.append(document)
-    return yaml.safe_dump(documents, sort_keys=False, allow_unicode=True)
+    return str(yaml.safe_dump(documents, sort_keys=False, allow_unicode=True))
 
 
 def _rule_error(prefix: str, error: Mapping[str, Any]) -> RuleError:
@@ -511,6 +264,8 @@ def _rule_error(prefix: str, error: Mapping[str, Any]) -> RuleError:
         reason = "unknown key"
     elif kind == "missing":
         reason = "required"
+    elif kind == "too_short":
+        reason = "must not be empty"
     elif kind != "rule_invalid" and isinstance(value, str | int | float):
         reason = f"{reason}, got {value!r}"
     return RuleError(path, reason)
@@ -537,7 +292,8 @@ def _unique_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
                     None, None, f"duplicate key {key!r}", key_node.start_mark
                 )
             seen.add(key)
-    return loader.construct_mapping(node, deep=True)
+    mapping: dict[Any, Any] = loader.construct_mapping(node, deep=True)
+    return mapping
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)

@@ -10,11 +10,11 @@ import datetime as dt
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from dicomnode.db.models import Instance, Patient, Series, Study
+from dicomnode.db.models import Patient, Series, Study
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +95,20 @@ class IdCache:
             self._series.clear()
 
 
+_FIND_INSTANCE = text(
+    """
+    SELECT study.study_instance_uid, series.series_instance_uid, series.id, instance.file_path
+    FROM instance
+    JOIN series ON series.id = instance.series_fk
+    JOIN study ON study.id = series.study_fk
+    WHERE instance.sop_instance_uid = :sop_instance_uid
+    """
+)
+
+
 def find_instance(*, session: Session, sop_instance_uid: str) -> StoredLocation | None:
-    """Where ``sop_instance_uid`` is stored, or None."""
-    row = session.execute(
-        select(
-            Study.study_instance_uid, Series.series_instance_uid, Series.id, Instance.file_path
-        )
-        .join(Series, Series.id == Instance.series_fk)
-        .join(Study, Study.id == Series.study_fk)
-        .where(Instance.sop_instance_uid == sop_instance_uid)
-    ).first()
+    """Where ``sop_instance_uid`` is stored, or None (plain SQL: this runs for every instance)."""
+    row = session.execute(_FIND_INSTANCE, {"sop_instance_uid": sop_instance_uid}).first()
     if row is None:
         return None
     return StoredLocation(row[0], row[1], row[2], row[3])
@@ -177,6 +181,40 @@ def _upsert_series(*, session: Session, record: InstanceRecord) -> int:
     return int(series_id)
 
 
+# The hot path: one round trip upserts the instance and bumps its series' counters.
+_UPSERT_INSTANCE = text(
+    """
+    WITH upsert AS (
+        INSERT INTO instance (
+            sop_instance_uid, series_fk, sop_class_uid, instance_number, transfer_syntax_uid,
+            rows, columns, number_of_frames, file_path, file_size, sha256,
+            calling_ae_title, peer_address, association_fk
+        ) VALUES (
+            :sop_instance_uid, :series_fk, :sop_class_uid, :instance_number, :transfer_syntax_uid,
+            :rows, :columns, :number_of_frames, :file_path, :file_size, :sha256,
+            :calling_ae_title, :peer_address, :association_fk
+        )
+        ON CONFLICT (sop_instance_uid) DO UPDATE SET
+            series_fk = EXCLUDED.series_fk, sop_class_uid = EXCLUDED.sop_class_uid,
+            instance_number = EXCLUDED.instance_number,
+            transfer_syntax_uid = EXCLUDED.transfer_syntax_uid, rows = EXCLUDED.rows,
+            columns = EXCLUDED.columns, number_of_frames = EXCLUDED.number_of_frames,
+            file_path = EXCLUDED.file_path, file_size = EXCLUDED.file_size,
+            sha256 = EXCLUDED.sha256, calling_ae_title = EXCLUDED.calling_ae_title,
+            peer_address = EXCLUDED.peer_address, association_fk = EXCLUDED.association_fk,
+            received_at = now()
+        RETURNING (xmax = 0) AS created
+    )
+    UPDATE series SET
+        instance_count = instance_count
+            + (SELECT CASE WHEN created OR :moved THEN 1 ELSE 0 END FROM upsert),
+        last_received_at = now()
+    WHERE id = :series_fk
+    RETURNING (SELECT created FROM upsert)
+    """
+)
+
+
 def index_instance(
     *,
     session: Session,
@@ -198,30 +236,6 @@ def index_instance(
     series_id = cache.get(record.series_instance_uid)
     if series_id is None:
         series_id = _upsert_series(session=session, record=record)
-    values = {
-        "series_fk": series_id,
-        "sop_class_uid": record.sop_class_uid,
-        "instance_number": record.instance_number,
-        "transfer_syntax_uid": record.transfer_syntax_uid,
-        "rows": record.rows,
-        "columns": record.columns,
-        "number_of_frames": record.number_of_frames,
-        "file_path": facts.file_path,
-        "file_size": facts.file_size,
-        "sha256": facts.sha256,
-        "calling_ae_title": facts.calling_ae_title,
-        "peer_address": facts.peer_address,
-        "association_fk": facts.association_id,
-    }
-    created = session.execute(
-        insert(Instance)
-        .values(sop_instance_uid=record.sop_instance_uid, **values)
-        .on_conflict_do_update(
-            index_elements=[Instance.sop_instance_uid],
-            set_={**values, "received_at": func.now()},
-        )
-        .returning(text("xmax = 0"))
-    ).scalar_one()
     moved = previous is not None and previous.series_fk != series_id
     if moved:
         assert previous is not None
@@ -230,13 +244,25 @@ def index_instance(
             .where(Series.id == previous.series_fk)
             .values(instance_count=func.greatest(Series.instance_count - 1, 0))
         )
-    session.execute(
-        update(Series)
-        .where(Series.id == series_id)
-        .values(
-            instance_count=Series.instance_count + (1 if created or moved else 0),
-            last_received_at=func.now(),
-        )
-    )
+    created = session.execute(
+        _UPSERT_INSTANCE,
+        {
+            "sop_instance_uid": record.sop_instance_uid,
+            "series_fk": series_id,
+            "sop_class_uid": record.sop_class_uid,
+            "instance_number": record.instance_number,
+            "transfer_syntax_uid": record.transfer_syntax_uid,
+            "rows": record.rows,
+            "columns": record.columns,
+            "number_of_frames": record.number_of_frames,
+            "file_path": facts.file_path,
+            "file_size": facts.file_size,
+            "sha256": facts.sha256,
+            "calling_ae_title": facts.calling_ae_title,
+            "peer_address": facts.peer_address,
+            "association_fk": facts.association_id,
+            "moved": moved,
+        },
+    ).scalar_one()
     cache.put(record.series_instance_uid, series_id)
     return bool(created)

@@ -20,7 +20,7 @@ from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicomnode.config import DuplicatePolicy, StoreSettings
@@ -229,45 +229,62 @@ class Ingestor:
 
     def _ingest(self, data: bytes, record: index.InstanceRecord, origin: Origin) -> IngestResult:
         files.check_free_space(self.root, min_free_bytes=self.settings.min_free_mb * 2**20)
-        relative = paths.instance_path(
-            study_instance_uid=record.study_instance_uid,
-            series_instance_uid=record.series_instance_uid,
-            sop_instance_uid=record.sop_instance_uid,
+        relative = str(
+            paths.instance_path(
+                study_instance_uid=record.study_instance_uid,
+                series_instance_uid=record.series_instance_uid,
+                sop_instance_uid=record.sop_instance_uid,
+            )
         )
-        try:
-            with self._sessions() as session:
-                previous = index.find_instance(
-                    session=session, sop_instance_uid=record.sop_instance_uid
-                )
-        except (OperationalError, DBAPIError) as exc:
-            raise IndexUnavailable(f"index database unreachable: {exc.orig or exc}") from exc
-        outcome = IngestOutcome.STORED
-        if previous is not None:
-            outcome = self._duplicate_outcome(record, previous)
         digest = hashlib.sha256(data).hexdigest()
-        if outcome is IngestOutcome.KEPT:
-            logger.info("duplicate kept, new copy discarded", extra={"policy": "keep"})
-            return self._result(outcome, record, previous.file_path if previous else "", data, digest)
-
-        target = self.root / relative
-        files.ensure_dir(target.parent, root=self.root, fsync=self.settings.fsync)
-        size = files.write_atomic(target, (data,), fsync=self.settings.fsync)
         facts = index.FileFacts(
-            file_path=str(relative),
-            file_size=size,
+            file_path=relative,
+            file_size=len(data),
             sha256=digest,
             calling_ae_title=origin.calling_ae_title,
             peer_address=origin.peer_address,
             association_id=origin.association_id,
         )
-        self._index(record, facts, previous)
+        for attempt in (1, 2):
+            try:
+                with self._sessions() as session:
+                    return self._file_and_index(session, data, record, facts)
+            except IntegrityError as exc:
+                # A cached series id went stale (deleted behind our back): look it up again.
+                self._cache.clear()
+                if attempt == 2:
+                    raise IndexUnavailable(f"index refused the instance: {exc.orig or exc}") from exc
+            except DBAPIError as exc:
+                # A pooled connection the server dropped fails once; the pool then reconnects.
+                if not (exc.connection_invalidated and attempt == 1):
+                    raise IndexUnavailable(f"index database unreachable: {exc.orig or exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _file_and_index(
+        self, session: Session, data: bytes, record: index.InstanceRecord, facts: index.FileFacts
+    ) -> IngestResult:
+        """One transaction: look for a duplicate, write the file durably, index, commit."""
+        previous = index.find_instance(session=session, sop_instance_uid=record.sop_instance_uid)
+        outcome = IngestOutcome.STORED
+        if previous is not None:
+            outcome = self._duplicate_outcome(record, previous)
+        if outcome is IngestOutcome.KEPT:
+            logger.info("duplicate kept, new copy discarded", extra={"policy": "keep"})
+            return self._result(outcome, record, facts, file_path=previous.file_path if previous else "")
+        target = self.root / facts.file_path
+        files.ensure_dir(target.parent, root=self.root, fsync=self.settings.fsync)
+        files.write_atomic(target, (data,), fsync=self.settings.fsync)
+        index.index_instance(
+            session=session, record=record, facts=facts, cache=self._cache, previous=previous
+        )
+        session.commit()
         if previous is not None and previous.file_path != facts.file_path:
             files.with_suppressed_unlink(self.root / previous.file_path)
         if outcome is IngestOutcome.REPLACED:
             logger.info("duplicate replaced stored copy", extra={"policy": self.settings.duplicate_policy.value})
         else:
-            logger.debug("instance stored", extra={"size": size})
-        return self._result(outcome, record, facts.file_path, data, digest)
+            logger.debug("instance stored", extra={"size": facts.file_size})
+        return self._result(outcome, record, facts, file_path=facts.file_path)
 
     def _duplicate_outcome(
         self, record: index.InstanceRecord, previous: index.StoredLocation
@@ -295,31 +312,9 @@ class Ingestor:
             f"store.duplicate_policy={policy.value} refuses it"
         )
 
-    def _index(
-        self,
-        record: index.InstanceRecord,
-        facts: index.FileFacts,
-        previous: index.StoredLocation | None,
-    ) -> None:
-        for attempt in (1, 2):
-            try:
-                with self._sessions() as session, session.begin():
-                    index.index_instance(
-                        session=session, record=record, facts=facts, cache=self._cache,
-                        previous=previous,
-                    )
-                return
-            except IntegrityError:
-                # A cached series id went stale (deleted behind our back): look it up again.
-                self._cache.clear()
-                if attempt == 2:
-                    raise
-            except (OperationalError, DBAPIError) as exc:
-                raise IndexUnavailable(f"index database unreachable: {exc.orig or exc}") from exc
-
     @staticmethod
     def _result(
-        outcome: IngestOutcome, record: index.InstanceRecord, file_path: str, data: bytes, digest: str
+        outcome: IngestOutcome, record: index.InstanceRecord, facts: index.FileFacts, *, file_path: str
     ) -> IngestResult:
         return IngestResult(
             outcome=outcome,
@@ -328,8 +323,8 @@ class Ingestor:
             study_instance_uid=record.study_instance_uid,
             series_instance_uid=record.series_instance_uid,
             file_path=file_path,
-            file_size=len(data),
-            sha256=digest,
+            file_size=facts.file_size,
+            sha256=facts.sha256,
         )
 
 
