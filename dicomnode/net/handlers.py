@@ -149,11 +149,17 @@ def handle_requested(event: evt.Event, settings: NetSettings, log: AssociationLo
         log.opened(calling=calling, called=called, host=host, port=port, outcome="rejected", reason=reason)
 
 
-def handle_accepted(event: evt.Event, log: AssociationLog) -> None:
-    """EVT_ACCEPTED: open the association's log row and logging context."""
+def handle_accepted(event: evt.Event, log: AssociationLog, poll_interval: float) -> None:
+    """EVT_ACCEPTED: open the association's log row; set how often its DUL thread polls.
+
+    pynetdicom's DUL thread sleeps ``_run_loop_delay`` (1 ms) whenever it finds nothing to
+    do, and a C-STORE round trip waits on it about twice. Measured here (2 cores): 0.2 ms
+    takes one association from ~100 to ~140 CT instances/s, at the price of ~12% of a core
+    per idle open association instead of ~6%. ``net.poll_interval`` sets it.
+    """
     calling, host, port = _peer(event)
     stats = _stats(event.assoc)
-    event.assoc.dul._run_loop_delay = 0.0002
+    event.assoc.dul._run_loop_delay = poll_interval
     stats.association_id = log.opened(
         calling=calling, called=event.assoc.acceptor.ae_title.strip(), host=host, port=port,
         outcome="accepted",

@@ -83,7 +83,7 @@ def event_handlers(
     """The (event, handler, args) bindings of our SCP."""
     return [
         (evt.EVT_REQUESTED, handlers.handle_requested, [settings, log]),
-        (evt.EVT_ACCEPTED, handlers.handle_accepted, [log]),
+        (evt.EVT_ACCEPTED, handlers.handle_accepted, [log, settings.poll_interval]),
         (evt.EVT_RELEASED, handlers.handle_closed, [log]),
         (evt.EVT_ABORTED, handlers.handle_closed, [log]),
         (evt.EVT_C_ECHO, handlers.handle_echo),
