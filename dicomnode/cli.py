@@ -21,6 +21,7 @@ app = typer.Typer(
     help="dicomnode: a DICOM node that receives, files and indexes studies and routes them to AI.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema: apply migrations, show the current revision.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration: show the values in effect.", no_args_is_help=True)
@@ -206,9 +207,15 @@ def config_show(config: ConfigOption = None, verbose: VerboseOption = False) -> 
 
 
 def main() -> None:
-    """Entry point for ``python -m dicomnode``."""
+    """Entry point for ``python -m dicomnode``: unexpected errors print one line (-v: traceback)."""
     logging.captureWarnings(True)
-    app(prog_name="dicomnode")
+    try:
+        app(prog_name="dicomnode")
+    except Exception as exc:
+        if {"-v", "--verbose"} & set(sys.argv):
+            raise
+        console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with -v for the traceback)")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

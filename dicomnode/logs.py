@@ -98,5 +98,5 @@ def setup_logging(*, level: str = "INFO", fmt: str = "console", debug_dimse: boo
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("pynetdicom").setLevel("DEBUG" if debug_dimse else "WARNING")
-    for noisy in ("alembic", "sqlalchemy.engine", "procrastinate"):
+    for noisy in ("alembic", "sqlalchemy.engine", "procrastinate", "pgserver"):
         logging.getLogger(noisy).setLevel("WARNING")

@@ -90,7 +90,7 @@ def _child(settings: Settings, url: str, index: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
     node = start_in_process(settings, url, reuse_port=True)
-    logger.info("worker process serving", extra={"process": index, "pid": os.getpid()})
+    logger.info("worker process serving", extra={"scp_process": index, "pid": os.getpid()})
     stop.wait()
     node.stop()
 
@@ -139,7 +139,7 @@ def _serve_processes(settings: Settings, url: str, count: int, stop: threading.E
     while not stop.wait(0.5):
         for index, child in list(children.items()):
             if not child.is_alive():
-                logger.error("worker process died, restarting", extra={"process": index, "exitcode": child.exitcode})
+                logger.error("worker process died, restarting", extra={"scp_process": index, "exitcode": child.exitcode})
                 time.sleep(0.5)
                 spawn(index)
     for child in children.values():

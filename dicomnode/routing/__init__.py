@@ -8,8 +8,8 @@ those the series-completion query and rule versions.
 May import: ``dicomnode.store`` (to read the index), ``dicomnode.db``, ``dicomnode.config``,
 ``dicomnode.errors``, and pydicom, pydantic, PyYAML, SQLAlchemy. Never ``net``, ``jobs``,
 ``dispatch``, ``provenance``, ``web``, ``cli`` or ``ai_pipelines``: jobs and web call routing,
-not the other way round. ``patterns``, ``conditions``, ``rules`` and ``match`` stay pure (no database, no I/O)
-so that a dry-run and the unit tests need nothing running.
+not the other way round. ``patterns``, ``conditions``, ``rules`` and ``match`` stay pure (no
+database, no I/O) so that a dry-run and the unit tests need nothing running.
 
 Importing this package has no side effects and re-exports nothing: import the modules
 (``from dicomnode.routing import match``).

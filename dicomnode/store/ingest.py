@@ -283,7 +283,7 @@ class Ingestor:
         if outcome is IngestOutcome.REPLACED:
             logger.info("duplicate replaced stored copy", extra={"policy": self.settings.duplicate_policy.value})
         else:
-            logger.debug("instance stored", extra={"size": facts.file_size})
+            logger.info("instance stored", extra={"size": facts.file_size})
         return self._result(outcome, record, facts, file_path=facts.file_path)
 
     def _duplicate_outcome(
