@@ -144,8 +144,11 @@ def send(
         _fail("no files found under the given paths")
     failures: list[scu.SendResult] = []
     with Progress(
-        TextColumn("[bold]C-STORE[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=console,
+        TextColumn("[bold]C-STORE[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
     ) as progress:
         task = progress.add_task(str(target), total=len(found))
 
@@ -189,12 +192,27 @@ def studies(
     except Exception as exc:
         _fail(f"cannot read the index: {exc}", verbose=verbose)
     table = Table(title=f"{len(rows)} studies")
-    for column in ("Study Instance UID", "Date", "Patient ID", "Modalities", "Description", "Series", "Instances", "Last received"):
+    for column in (
+        "Study Instance UID",
+        "Date",
+        "Patient ID",
+        "Modalities",
+        "Description",
+        "Series",
+        "Instances",
+        "Last received",
+    ):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row.study_instance_uid, row.study_date, row.patient_id, "\\".join(row.modalities),
-            row.study_description, str(row.series_count), str(row.instance_count), row.last_received,
+            row.study_instance_uid,
+            row.study_date,
+            row.patient_id,
+            "\\".join(row.modalities),
+            row.study_description,
+            str(row.series_count),
+            str(row.instance_count),
+            row.last_received,
         )
     out.print(table)
 

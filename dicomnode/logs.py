@@ -24,19 +24,17 @@ CONTEXT_FIELDS = (
     "sop_instance_uid",
     "run_id",
 )
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "dicomnode_log_context", default={}
-)
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("dicomnode_log_context", default=None)
 # Attributes every LogRecord has; anything else on a record came in through ``extra``.
 _RECORD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
-def bind(**fields: Any) -> contextvars.Token[dict[str, Any]]:
+def bind(**fields: Any) -> contextvars.Token[dict[str, Any] | None]:
     """Add fields to the logging context of this thread/task; returns a token for ``unbind``."""
-    return _context.set({**_context.get(), **fields})
+    return _context.set({**(_context.get() or {}), **fields})
 
 
-def unbind(token: contextvars.Token[dict[str, Any]]) -> None:
+def unbind(token: contextvars.Token[dict[str, Any] | None]) -> None:
     """Restore the context as it was before the matching ``bind``."""
     _context.reset(token)
 
@@ -53,10 +51,8 @@ def bound(**fields: Any) -> Iterator[None]:
 
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The structured fields of a record: its ``extra`` plus the bound context."""
-    fields = {k: v for k, v in _context.get().items() if v is not None}
-    fields.update(
-        {k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRS and not k.startswith("_")}
-    )
+    fields = {k: v for k, v in (_context.get() or {}).items() if v is not None}
+    fields.update({k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRS and not k.startswith("_")})
     return fields
 
 

@@ -16,8 +16,7 @@ def alembic_config(url: str) -> Config:
     """An Alembic config pointing at our migrations and the given database."""
     if not (MIGRATIONS_DIR / "env.py").is_file():
         raise FileNotFoundError(
-            f"migrations not found at {MIGRATIONS_DIR}; install dicomnode from a source checkout "
-            "(pip install -e .)"
+            f"migrations not found at {MIGRATIONS_DIR}; install dicomnode from a source checkout (pip install -e .)"
         )
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

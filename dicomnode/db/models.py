@@ -61,9 +61,7 @@ class Study(Base):
     study_description: Mapped[str] = mapped_column(Text, default="")
     referring_physician_name: Mapped[str] = mapped_column(Text, default="")
     modalities_in_study: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
-    created_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     patient: Mapped[Patient] = relationship(back_populates="studies")
     series: Mapped[list[Series]] = relationship(back_populates="study")
@@ -82,9 +80,7 @@ class Series(Base):
     series_description: Mapped[str] = mapped_column(Text, default="")
     body_part_examined: Mapped[str] = mapped_column(Text, default="")
     instance_count: Mapped[int] = mapped_column(Integer, default=0)
-    first_received_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    first_received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_received_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
     )
@@ -103,9 +99,7 @@ class Association(Base):
     called_ae_title: Mapped[str] = mapped_column(AE_TITLE, default="")
     peer_host: Mapped[str] = mapped_column(Text, default="")
     peer_port: Mapped[int | None] = mapped_column(Integer)
-    started_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), index=True
-    )
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     #: accepted, rejected, released, aborted
     outcome: Mapped[str] = mapped_column(Text, default="accepted")
@@ -133,13 +127,9 @@ class Instance(Base):
     file_path: Mapped[str] = mapped_column(Text)
     file_size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(Text)
-    received_at: Mapped[dt.datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     calling_ae_title: Mapped[str] = mapped_column(AE_TITLE, default="")
     peer_address: Mapped[str] = mapped_column(Text, default="")
-    association_fk: Mapped[int | None] = mapped_column(
-        ForeignKey("association.id", ondelete="SET NULL"), index=True
-    )
+    association_fk: Mapped[int | None] = mapped_column(ForeignKey("association.id", ondelete="SET NULL"), index=True)
 
     series: Mapped[Series] = relationship(back_populates="instances")

@@ -161,10 +161,16 @@ def handle_accepted(event: evt.Event, log: AssociationLog, poll_interval: float)
     stats = _stats(event.assoc)
     event.assoc.dul._run_loop_delay = poll_interval
     stats.association_id = log.opened(
-        calling=calling, called=event.assoc.acceptor.ae_title.strip(), host=host, port=port,
+        calling=calling,
+        called=event.assoc.acceptor.ae_title.strip(),
+        host=host,
+        port=port,
         outcome="accepted",
     )
-    logger.info("association accepted", extra={"calling_ae_title": calling, "peer": f"{host}:{port}", "association_id": stats.association_id})
+    logger.info(
+        "association accepted",
+        extra={"calling_ae_title": calling, "peer": f"{host}:{port}", "association_id": stats.association_id},
+    )
 
 
 def handle_closed(event: evt.Event, log: AssociationLog) -> None:
@@ -174,12 +180,18 @@ def handle_closed(event: evt.Event, log: AssociationLog) -> None:
         return
     outcome = "aborted" if event.event is evt.EVT_ABORTED else "released"
     log.closed(
-        association_id=stats.association_id, outcome=outcome,
-        instances=stats.instances_received, failures=stats.failures,
+        association_id=stats.association_id,
+        outcome=outcome,
+        instances=stats.instances_received,
+        failures=stats.failures,
     )
     logger.info(
         "association " + outcome,
-        extra={"association_id": stats.association_id, "instances": stats.instances_received, "failures": stats.failures},
+        extra={
+            "association_id": stats.association_id,
+            "instances": stats.instances_received,
+            "failures": stats.failures,
+        },
     )
     stats.association_id = None  # released and aborted may both fire
 

@@ -170,8 +170,7 @@ def _send_batch(
                 emit(SendResult(path, None, "association lost"))
                 continue
             accepted = any(
-                cx.abstract_syntax == sop_class and cx.transfer_syntax[0] == ts
-                for cx in assoc.accepted_contexts
+                cx.abstract_syntax == sop_class and cx.transfer_syntax[0] == ts for cx in assoc.accepted_contexts
             )
             if not accepted:
                 emit(SendResult(path, None, f"peer accepts no context for {sop_class} in {ts}"))

@@ -104,8 +104,7 @@ def _check_complete(ds: Dataset, data: bytes) -> None:
         if isinstance(elem, RawDataElement) and elem.length != _UNDEFINED_LENGTH:
             if elem.value is not None and len(elem.value) != elem.length:
                 raise InvalidDataset(
-                    f"dataset is truncated: {elem.tag} declares {elem.length} bytes, "
-                    f"{len(elem.value)} arrived"
+                    f"dataset is truncated: {elem.tag} declares {elem.length} bytes, {len(elem.value)} arrived"
                 )
     transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
     if (
@@ -144,9 +143,7 @@ def read_record(data: bytes) -> tuple[index.InstanceRecord, Dataset]:
         sop_instance_uid=sop_instance_uid,
         sop_class_uid=paths.check_uid(_text(ds, "SOPClassUID"), keyword="SOPClassUID"),
         study_instance_uid=paths.check_uid(_text(ds, "StudyInstanceUID"), keyword="StudyInstanceUID"),
-        series_instance_uid=paths.check_uid(
-            _text(ds, "SeriesInstanceUID"), keyword="SeriesInstanceUID"
-        ),
+        series_instance_uid=paths.check_uid(_text(ds, "SeriesInstanceUID"), keyword="SeriesInstanceUID"),
         transfer_syntax_uid=transfer_syntax_uid,
         patient_id=_text(ds, "PatientID"),
         issuer_of_patient_id=_text(ds, "IssuerOfPatientID"),
@@ -181,9 +178,7 @@ class Ingestor:
         self._sessions = sessions
         self._cache = index.IdCache()
 
-    def ingest(
-        self, data: bytes, *, origin: Origin, expected_sop_instance_uid: str | None = None
-    ) -> IngestResult:
+    def ingest(self, data: bytes, *, origin: Origin, expected_sop_instance_uid: str | None = None) -> IngestResult:
         """File and index one Part 10 encoded instance.
 
         Parameters
@@ -274,9 +269,7 @@ class Ingestor:
         target = self.root / facts.file_path
         files.ensure_dir(target.parent, root=self.root, fsync=self.settings.fsync)
         files.write_atomic(target, (data,), fsync=self.settings.fsync)
-        index.index_instance(
-            session=session, record=record, facts=facts, cache=self._cache, previous=previous
-        )
+        index.index_instance(session=session, record=record, facts=facts, cache=self._cache, previous=previous)
         session.commit()
         if previous is not None and previous.file_path != facts.file_path:
             files.with_suppressed_unlink(self.root / previous.file_path)
@@ -286,9 +279,7 @@ class Ingestor:
             logger.info("instance stored", extra={"size": facts.file_size})
         return self._result(outcome, record, facts, file_path=facts.file_path)
 
-    def _duplicate_outcome(
-        self, record: index.InstanceRecord, previous: index.StoredLocation
-    ) -> IngestOutcome:
+    def _duplicate_outcome(self, record: index.InstanceRecord, previous: index.StoredLocation) -> IngestOutcome:
         policy = self.settings.duplicate_policy
         same_series = (previous.study_instance_uid, previous.series_instance_uid) == (
             record.study_instance_uid,
@@ -296,12 +287,10 @@ class Ingestor:
         )
         if policy is DuplicatePolicy.KEEP:
             return IngestOutcome.KEPT
-        if policy is DuplicatePolicy.REPLACE or (
-            policy is DuplicatePolicy.REPLACE_SAME_SERIES and same_series
-        ):
+        if policy is DuplicatePolicy.REPLACE or (policy is DuplicatePolicy.REPLACE_SAME_SERIES and same_series):
             return IngestOutcome.REPLACED
-        where = "" if same_series else (
-            f" in series {previous.series_instance_uid} of study {previous.study_instance_uid}"
+        where = (
+            "" if same_series else (f" in series {previous.series_instance_uid} of study {previous.study_instance_uid}")
         )
         logger.warning(
             "duplicate refused",

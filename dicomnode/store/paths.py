@@ -15,11 +15,7 @@ UID_MAX_LENGTH = 64
 
 def is_valid_uid(value: object) -> bool:
     """True when ``value`` is a string that follows the DICOM UID grammar."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= UID_MAX_LENGTH
-        and _UID_RE.match(value) is not None
-    )
+    return isinstance(value, str) and 0 < len(value) <= UID_MAX_LENGTH and _UID_RE.match(value) is not None
 
 
 def check_uid(value: object, *, keyword: str) -> str:
@@ -36,9 +32,7 @@ def check_uid(value: object, *, keyword: str) -> str:
     return value  # type: ignore[return-value]
 
 
-def instance_path(
-    *, study_instance_uid: str, series_instance_uid: str, sop_instance_uid: str
-) -> PurePosixPath:
+def instance_path(*, study_instance_uid: str, series_instance_uid: str, sop_instance_uid: str) -> PurePosixPath:
     """Relative store path of an instance; every UID is checked before it becomes a path."""
     return PurePosixPath(
         check_uid(study_instance_uid, keyword="StudyInstanceUID"),
