@@ -50,8 +50,8 @@ class PipelineInputError(Exception):
     """The series cannot be used by this pipeline; retrying will not help."""
 
     def __init__(self, reason: str | None = None) -> None:
-        super().__init__(reason or self.__doc__)
-        self.reason = reason or self.__doc__
+        self.reason: str = reason or str(self.__doc__)
+        super().__init__(self.reason)
 
 
 class OutputKind(StrEnum):
@@ -208,18 +208,7 @@ class SeriesInput:
 
     @classmethod
     def from_paths(cls, paths: Iterable[Path | str]) -> SeriesInput:
-        """Read the instances of one series from files.
-
-        Parameters
-        ----------
-        paths : Iterable[Path | str]
-            DICOM Part 10 files.
-
-        Returns
-        -------
-        SeriesInput
-            The series; see the class for what is refused.
-        """
+        """Read the instances of one series from DICOM files (refusals as for the class)."""
         return cls(tuple(pydicom.dcmread(path) for path in paths))
 
     @property
@@ -409,7 +398,7 @@ class Pipeline(ABC):
     def algorithm_info(
         self, parameters: Mapping[str, ParameterValue] | None = None
     ) -> AlgorithmInfo:
-        """Describe this pipeline and its weights for provenance.
+        """Describe this pipeline, its weights (sha256 when a file) and ``parameters``.
 
         Parameters
         ----------
@@ -419,13 +408,11 @@ class Pipeline(ABC):
         Returns
         -------
         AlgorithmInfo
-            Name, version and the sha256 of ``self.weights`` when it is a file.
+            For :meth:`run` and the provenance rows.
         """
         sha = file_sha256(self.weights) if self.weights.is_file() else None
-        return AlgorithmInfo(
-            name=self.name, version=self.version, weights_sha256=sha,
-            parameters=dict(parameters or {}),
-        )
+        return AlgorithmInfo(name=self.name, version=self.version, weights_sha256=sha,
+                             parameters=dict(parameters or {}))
 
 
 def _check_declaration(cls: type[Pipeline]) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -233,7 +234,7 @@ def _cosines(orientation: Sequence[float]) -> str:
     return "\\".join(f"{value:.3f}" for value in orientation)
 
 
-def _describe(counter: Counter[object]) -> str:
+def _describe(counter: Counter[Any]) -> str:
     return ", ".join(f"{value} (x{count})" for value, count in counter.most_common(4))
 
 

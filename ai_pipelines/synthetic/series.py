@@ -25,6 +25,7 @@ __all__ = [
     "SAGITTAL",
     "Grid",
     "chest_ct_values",
+    "ellipsoid",
     "head_mr_values",
     "make_series",
     "synthetic_ct",
@@ -68,8 +69,8 @@ class Grid:
             raise ValueError(f"Grid.spacing must be three positive numbers, got {self.spacing}")
         row, column = np.array(self.orientation[:3]), np.array(self.orientation[3:])
         if len(self.orientation) != 6 or not (
-            np.isclose(np.linalg.norm(row), 1) and np.isclose(np.linalg.norm(column), 1)
-            and np.isclose(row @ column, 0)
+            abs(np.linalg.norm(row) - 1) < 1e-5 and abs(np.linalg.norm(column) - 1) < 1e-5
+            and abs(row @ column) < 1e-5
         ):
             raise ValueError(f"Grid.orientation must be two orthogonal unit vectors, "
                              f"got {self.orientation}")
@@ -93,7 +94,25 @@ class Grid:
         return self.origin + steps @ self.axes
 
 
-def _ellipsoid(points: np.ndarray, centre: Sequence[float], radii: Sequence[float]) -> np.ndarray:
+def ellipsoid(
+    points: np.ndarray, centre: Sequence[float] | np.ndarray, radii: Sequence[float] | np.ndarray
+) -> np.ndarray:
+    """Which patient points lie inside an axis-aligned ellipsoid.
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        ``(..., 3)`` patient coordinates (mm).
+    centre : Sequence[float]
+        Centre (mm).
+    radii : Sequence[float]
+        Semi-axes along x, y, z (mm).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean array of shape ``points.shape[:-1]``.
+    """
     scaled = (points - np.array(centre)) / np.array(radii)
     return np.sum(scaled * scaled, axis=-1) <= 1.0
 
@@ -112,12 +131,12 @@ def chest_ct_values(points: np.ndarray) -> np.ndarray:
         HU: air -1000, fat -100 rim, soft tissue 40, lungs -850, spine 700, aorta 45.
     """
     values = np.full(points.shape[:-1], -1000.0)
-    values[_ellipsoid(points, (0, 0, 0), (160, 110, 400))] = -100.0
-    values[_ellipsoid(points, (0, 0, 0), (150, 100, 400))] = 40.0
+    values[ellipsoid(points, (0, 0, 0), (160, 110, 400))] = -100.0
+    values[ellipsoid(points, (0, 0, 0), (150, 100, 400))] = 40.0
     for side in (-1, 1):
-        values[_ellipsoid(points, (side * 70, -5, 0), (55, 70, 180))] = -850.0
-    values[_ellipsoid(points, (0, 70, 0), (18, 18, 400))] = 700.0
-    values[_ellipsoid(points, (15, 30, 0), (12, 12, 400))] = 45.0
+        values[ellipsoid(points, (side * 70, -5, 0), (55, 70, 180))] = -850.0
+    values[ellipsoid(points, (0, 70, 0), (18, 18, 400))] = 700.0
+    values[ellipsoid(points, (15, 30, 0), (12, 12, 400))] = 45.0
     return values
 
 
@@ -135,13 +154,13 @@ def head_mr_values(points: np.ndarray) -> np.ndarray:
         Arbitrary units: background 0, scalp 900, skull 150, CSF 250, grey 600, white 800.
     """
     values = np.zeros(points.shape[:-1])
-    values[_ellipsoid(points, (0, 0, 0), (75, 95, 80))] = 900.0
-    values[_ellipsoid(points, (0, 0, 0), (70, 90, 75))] = 150.0
-    values[_ellipsoid(points, (0, 0, 0), (65, 85, 70))] = 250.0
-    values[_ellipsoid(points, (0, 0, 0), (62, 82, 67))] = 600.0
-    values[_ellipsoid(points, (0, 0, 0), (50, 68, 55))] = 800.0
+    values[ellipsoid(points, (0, 0, 0), (75, 95, 80))] = 900.0
+    values[ellipsoid(points, (0, 0, 0), (70, 90, 75))] = 150.0
+    values[ellipsoid(points, (0, 0, 0), (65, 85, 70))] = 250.0
+    values[ellipsoid(points, (0, 0, 0), (62, 82, 67))] = 600.0
+    values[ellipsoid(points, (0, 0, 0), (50, 68, 55))] = 800.0
     for side in (-1, 1):
-        values[_ellipsoid(points, (side * 12, 0, 5), (6, 25, 12))] = 250.0
+        values[ellipsoid(points, (side * 12, 0, 5), (6, 25, 12))] = 250.0
     return values
 
 
@@ -219,7 +238,7 @@ def make_series(
         if body_part:
             ds.BodyPartExamined = body_part
         ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = for_uid, ""
-        ds.Manufacturer, ds.ManufacturerModelName = "dicomnode", "synthetic phantom"
+        ds.Manufacturer, ds.ManufacturerModelName = "dicomnode synthetic", "phantom"
         ds.InstanceNumber, ds.AcquisitionNumber = k + 1, 1
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL" if modality == "CT" else "OTHER"]
         ds.ContentDate, ds.ContentTime = "20240102", "090000"

@@ -6,6 +6,7 @@ the algorithm, its version and weights the same way.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 
 import highdicom as hd
@@ -21,6 +22,7 @@ from ai_pipelines.provenance import AlgorithmInfo
 __all__ = [
     "MANUFACTURER",
     "contributing_equipment",
+    "copy_anatomy",
     "copy_patient_and_study",
     "device_serial_number",
     "device_uid",
@@ -200,12 +202,29 @@ def copy_patient_and_study(source: Dataset, target: Dataset) -> None:
     """
     for keyword in _PATIENT_AND_STUDY:
         if keyword in source:
-            target[keyword] = source[keyword]
+            target[keyword] = copy.deepcopy(source[keyword])  # never share elements
     for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
                     "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID",
                     "AccessionNumber"):
         if keyword not in target:
             setattr(target, keyword, "")  # type 2: present, possibly empty
+
+
+def copy_anatomy(source: Dataset, target: Dataset) -> None:
+    """Copy BodyPartExamined and Laterality; with neither known, Laterality is empty (unknown).
+
+    Parameters
+    ----------
+    source : Dataset
+        A source instance.
+    target : Dataset
+        The output being built (modified in place).
+    """
+    for keyword in ("BodyPartExamined", "Laterality"):
+        if source.get(keyword):
+            target[keyword] = copy.deepcopy(source[keyword])
+    if "BodyPartExamined" not in target and "Laterality" not in target:
+        target.Laterality = ""  # type 2C: the body part, and so whether it is paired, is unknown
 
 
 def source_image_item(ref: FrameRef, purpose: bool = True) -> Dataset:
