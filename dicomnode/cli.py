@@ -191,20 +191,9 @@ def studies(
             rows = queries.list_studies(url=url, limit=limit)
     except Exception as exc:
         _fail(f"cannot read the index: {exc}", verbose=verbose)
-    table = Table(title=f"{len(rows)} studies")
-    for column in (
-        "Study Instance UID",
-        "Date",
-        "Patient ID",
-        "Modalities",
-        "Description",
-        "Series",
-        "Instances",
-        "Last received",
-    ):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
+    columns = ("Study Instance UID", "Date", "Patient ID", "Modalities", "Description", "Series", "Instances")
+    values = [
+        (
             row.study_instance_uid,
             row.study_date,
             row.patient_id,
@@ -214,6 +203,20 @@ def studies(
             str(row.instance_count),
             row.last_received,
         )
+        for row in rows
+    ]
+    if not out.is_terminal:
+        # Piped (grep, cut, cron): tab-separated lines with whole UIDs, no table art.
+        print("\t".join((*columns, "Last received")))
+        for line in values:
+            print("\t".join(line))
+        return
+    table = Table(title=f"{len(rows)} studies")
+    table.add_column(columns[0], no_wrap=True, overflow="fold", min_width=20)
+    for column in (*columns[1:], "Last received"):
+        table.add_column(column)
+    for line in values:
+        table.add_row(*line)
     out.print(table)
 
 
