@@ -69,11 +69,25 @@ class FileFacts:
     association_id: int | None = None
 
 
-class IdCache:
-    """Per-process cache of series UID -> (series id, study id); bounded, thread-safe.
+class StaleSeriesCache(Exception):
+    """A cached series id no longer names a row; clear the cache and index again."""
 
-    A stale entry (a series deleted behind our back) shows up as a foreign-key error;
-    the caller clears the cache and retries once.
+
+@dataclass(frozen=True, slots=True)
+class IndexedInstance:
+    """What ``index_instance`` did: the series row used and whether the instance was new."""
+
+    series_id: int
+    created: bool
+
+
+class IdCache:
+    """Per-process cache of series UID -> series id; bounded, thread-safe.
+
+    Only ids of committed rows go in (``put`` after commit): another thread must never see
+    the id of a series row its transaction cannot see yet. A stale entry (a series deleted
+    behind our back) shows up as a foreign-key error or ``StaleSeriesCache``; the caller
+    clears the cache and retries once.
     """
 
     def __init__(self, max_entries: int = 4096) -> None:
@@ -222,16 +236,21 @@ def index_instance(
     facts: FileFacts,
     cache: IdCache,
     previous: StoredLocation | None = None,
-) -> bool:
-    """Upsert the rows for one stored instance (the caller commits).
+) -> IndexedInstance:
+    """Upsert the rows for one stored instance (the caller commits, then caches the series id).
 
     ``previous`` is where the instance was indexed before, when this replaces it; an
     instance that moves to another series is counted out of the old one.
 
     Returns
     -------
-    bool
-        True when the instance is new to the index, False when it replaced a row.
+    IndexedInstance
+        The series row used and whether the instance is new to the index.
+
+    Raises
+    ------
+    StaleSeriesCache
+        When the cached series id names no row any more.
     """
     series_id = cache.get(record.series_instance_uid)
     if series_id is None:
@@ -263,6 +282,8 @@ def index_instance(
             "association_fk": facts.association_id,
             "moved": moved,
         },
-    ).scalar_one()
-    cache.put(record.series_instance_uid, series_id)
-    return bool(created)
+    ).scalar_one_or_none()
+    if created is None:
+        # The series row is gone (deleted since it was cached): the caller retries afresh.
+        raise StaleSeriesCache(record.series_instance_uid)
+    return IndexedInstance(series_id=series_id, created=bool(created))

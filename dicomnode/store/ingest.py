@@ -244,11 +244,11 @@ class Ingestor:
             try:
                 with self._sessions() as session:
                     return self._file_and_index(session, data, record, facts)
-            except IntegrityError as exc:
+            except (IntegrityError, index.StaleSeriesCache) as exc:
                 # A cached series id went stale (deleted behind our back): look it up again.
                 self._cache.clear()
                 if attempt == 2:
-                    raise IndexUnavailable(f"index refused the instance: {exc.orig or exc}") from exc
+                    raise IndexUnavailable(f"index refused the instance: {getattr(exc, 'orig', exc)}") from exc
             except DBAPIError as exc:
                 # A pooled connection the server dropped fails once; the pool then reconnects.
                 if not (exc.connection_invalidated and attempt == 1):
@@ -269,8 +269,11 @@ class Ingestor:
         target = self.root / facts.file_path
         files.ensure_dir(target.parent, root=self.root, fsync=self.settings.fsync)
         files.write_atomic(target, (data,), fsync=self.settings.fsync)
-        index.index_instance(session=session, record=record, facts=facts, cache=self._cache, previous=previous)
+        indexed = index.index_instance(
+            session=session, record=record, facts=facts, cache=self._cache, previous=previous
+        )
         session.commit()
+        self._cache.put(record.series_instance_uid, indexed.series_id)
         if previous is not None and previous.file_path != facts.file_path:
             files.with_suppressed_unlink(self.root / previous.file_path)
         if outcome is IngestOutcome.REPLACED:
