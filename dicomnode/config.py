@@ -12,9 +12,21 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -152,11 +164,64 @@ class DbSettings(_Section):
         return value
 
 
+class WebAuth(StrEnum):
+    """How HTTP clients of DICOMweb authenticate."""
+
+    #: No authentication: only for a closed network.
+    NONE = "none"
+    #: ``Authorization: Bearer <token>`` with one of ``web.bearer_tokens``.
+    BEARER = "bearer"
+    #: HTTP basic with a user and password from ``web.basic_users``.
+    BASIC = "basic"
+
+
 class WebSettings(_Section):
     """The HTTP service (DICOMweb, admin API, health)."""
 
     host: str = "0.0.0.0"
     port: int = Field(8042, ge=1, le=65535)
+    #: Path of the DICOMweb root; OHIF and most viewers expect /dicom-web.
+    dicomweb_prefix: str = "/dicom-web"
+    #: Path under which a reverse proxy publishes the app (ASGI root_path), e.g. /pacs; empty: none.
+    root_path: str = ""
+    #: Absolute URL of the app as clients reach it, e.g. https://pacs.example.org/pacs, for the
+    #: URLs in answers (RetrieveURL, BulkDataURI); empty: from each request's Host and root_path.
+    public_url: str = ""
+    #: Browser origins allowed to call DICOMweb (CORS), e.g. http://viewer:3000; "*" for any.
+    cors_origins: list[str] = Field(default_factory=list)
+    auth: WebAuth = WebAuth.NONE
+    #: Accepted bearer tokens (auth: bearer); set them from the environment, not the YAML file.
+    bearer_tokens: list[SecretStr] = Field(default_factory=list)
+    #: user -> password (auth: basic); set them from the environment, not the YAML file.
+    basic_users: dict[str, SecretStr] = Field(default_factory=dict)
+    #: Largest STOW-RS request body accepted, in MB (2**20 bytes); larger ones get 413.
+    max_upload_mb: int = Field(2048, ge=1)
+
+    @field_validator("dicomweb_prefix", "root_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and (not value.startswith("/") or any(c in value for c in "?#% ")):
+            raise ValueError(f"{value!r} is not a URL path: start it with / (e.g. /dicom-web)")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
+            raise ValueError(f"{value!r} is not an http(s) URL without query, e.g. https://pacs.example.org/pacs")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> WebSettings:
+        if not self.dicomweb_prefix:
+            raise ValueError("dicomweb_prefix must not be empty (use /dicom-web)")
+        if self.auth is WebAuth.BEARER and not self.bearer_tokens:
+            raise ValueError("auth is bearer but bearer_tokens is empty")
+        if self.auth is WebAuth.BASIC and not self.basic_users:
+            raise ValueError("auth is basic but basic_users is empty")
+        return self
 
 
 class LogSettings(_Section):
@@ -166,6 +231,146 @@ class LogSettings(_Section):
     format: LogFormat = LogFormat.CONSOLE
     #: Log pynetdicom's own DIMSE chatter (very verbose).
     debug_dimse: bool = False
+
+
+class DimseDestination(_Section):
+    """A DIMSE peer we may send to, e.g. the destination AE of a C-MOVE (PS3.4 C.4.2)."""
+
+    #: Destinations are discriminated on ``kind``; a DIMSE peer may leave it out.
+    kind: Literal["dimse"] = "dimse"
+    #: Our name for the peer, used in logs and (later) routing rules.
+    name: str = Field(min_length=1)
+    ae_title: str
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        return _check_ae_title(value)
+
+
+class DicomwebDestination(_Section):
+    """A DICOMweb server we send results to by STOW-RS (PS3.18 10.5)."""
+
+    kind: Literal["dicomweb"]
+    #: Our name for the server, used in logs and in routing rules (``send_to``).
+    name: str = Field(min_length=1)
+    #: The STOW-RS studies resource, e.g. http://pacs:8042/dicom-web/studies.
+    stow_url: str
+    #: Extra request headers (values are secrets: set them from the environment).
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    #: ``Authorization: Bearer <token>``; set it from the environment, not the YAML file.
+    bearer_token: SecretStr | None = None
+    #: HTTP basic user and password; set the password from the environment.
+    basic_user: str | None = None
+    basic_password: SecretStr | None = None
+    #: Seconds to wait for the server (connect and each read).
+    timeout: float = Field(60.0, gt=0)
+    #: Check the server's TLS certificate (https).
+    verify_tls: bool = True
+
+    @field_validator("stow_url")
+    @classmethod
+    def _stow_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or any(c in value for c in " \t\n"):
+            raise ValueError(f"{value!r} is not an http(s) URL (e.g. http://pacs:8042/dicom-web/studies)")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _auth(self) -> DicomwebDestination:
+        if self.bearer_token is not None and self.basic_user is not None:
+            raise ValueError("give bearer_token or basic_user/basic_password, not both")
+        if (self.basic_user is None) != (self.basic_password is None):
+            raise ValueError("basic_user and basic_password go together")
+        return self
+
+
+def _destination_kind(value: Any) -> str:
+    kind = value.get("kind", "dimse") if isinstance(value, dict) else getattr(value, "kind", "dimse")
+    return str(kind)
+
+
+def _unique_names(destinations: list[Any]) -> list[Any]:
+    names = [d.name for d in destinations]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"destination names must be unique; repeated: {', '.join(duplicates)}")
+    return destinations
+
+
+#: A destination for results, discriminated on ``kind`` (``dimse`` when left out).
+Destination = Annotated[
+    Annotated[DimseDestination, Tag("dimse")] | Annotated[DicomwebDestination, Tag("dicomweb")],
+    Discriminator(_destination_kind),
+]
+
+
+class JobQueue(StrEnum):
+    """The procrastinate queues a worker can serve."""
+
+    #: The series-completion sweep and stalled-job recovery (cheap, frequent).
+    COMPLETION = "completion"
+    #: Pipeline runs that want a GPU.
+    GPU = "gpu"
+    #: Pipeline runs on CPU.
+    CPU = "cpu"
+    #: Sending results to destinations.
+    DISPATCH = "dispatch"
+
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?|mps)$")
+
+
+class JobsSettings(_Section):
+    """Series completion, AI pipeline runs and result delivery: procrastinate jobs and workers."""
+
+    #: Seconds without a new instance after which a series is complete (a rule may override).
+    quiet_seconds: int = Field(10, ge=1, le=3600)
+    #: Seconds between two completion sweeps (the periodic ``check_completion`` job).
+    completion_interval: int = Field(1, ge=1, le=59)
+    #: Most quiet series one sweep routes (the rest wait for the next sweep).
+    completion_batch: int = Field(100, ge=1, le=10000)
+    #: Jobs one worker runs at once (each in its own thread).
+    concurrency: int = Field(1, ge=1, le=64)
+    #: Queues served by the embedded worker and by ``dicomnode worker`` without ``--queue``.
+    queues: list[JobQueue] = Field(default_factory=lambda: list(JobQueue), min_length=1)
+    #: Seconds between polls for jobs due later (retries); new jobs arrive at once (LISTEN/NOTIFY).
+    poll_interval: float = Field(1.0, gt=0, le=60)
+    #: Attempts at a pipeline run before it fails for good.
+    run_max_attempts: int = Field(3, ge=1, le=100)
+    #: Attempts at sending one output series to one destination before that delivery fails.
+    delivery_max_attempts: int = Field(20, ge=1, le=1000)
+    #: Seconds before the first retry; each next retry waits twice as long ...
+    retry_backoff_seconds: float = Field(2.0, gt=0, le=3600)
+    #: ... but never longer than this.
+    retry_max_backoff_seconds: float = Field(300.0, gt=0, le=86400)
+    #: Seconds without a heartbeat after which a worker counts as dead and its jobs are retried.
+    stalled_worker_seconds: float = Field(30.0, ge=5, le=3600)
+    #: Delete procrastinate's row of a job that succeeded (runs and deliveries keep the record).
+    delete_succeeded_jobs: bool = True
+    #: Device for pipelines: auto (cuda for gpu-queue runs when torch sees one, else cpu), cpu,
+    #: cuda, cuda:N or mps.
+    device: str = "auto"
+    #: Pipelines whose runs go to the gpu queue; the others go to the cpu queue.
+    gpu_pipelines: list[str] = Field(default_factory=list)
+    #: Where weights live: <weights_dir>/<pipeline>.pt, or a directory <weights_dir>/<pipeline>.
+    weights_dir: Path = Path("ai_pipelines/weights")
+    #: Routing rules loaded into an empty rule table at the first start; the database owns them after.
+    rules_file: Path = Path("conf/rules.yaml")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"{value!r} is not a device: auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @model_validator(mode="after")
+    def _backoff(self) -> JobsSettings:
+        if self.retry_max_backoff_seconds < self.retry_backoff_seconds:
+            raise ValueError("retry_max_backoff_seconds must not be below retry_backoff_seconds")
+        return self
 
 
 class Settings(BaseSettings):
@@ -183,6 +388,10 @@ class Settings(BaseSettings):
     db: DbSettings = DbSettings()
     web: WebSettings = WebSettings()
     log: LogSettings = LogSettings()
+    #: Peers we send to: DIMSE (kind dimse, the default; C-MOVE sends only to these, else
+    #: 0xA801) and DICOMweb STOW-RS (kind dicomweb), named in routing rules' send_to.
+    destinations: Annotated[list[Destination], AfterValidator(_unique_names)] = []
+    jobs: JobsSettings = JobsSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -260,7 +469,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(str(path or "defaults"), [_describe(e) for e in exc.errors()]) from exc
-    except (OSError, ValueError) as exc:  # unreadable or malformed YAML
-        raise ConfigError(str(path), [str(exc)]) from exc
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # unreadable or malformed YAML
+        raise ConfigError(str(path), [f"cannot read YAML: {exc}"]) from exc
     finally:
         _yaml_path_var["path"] = None

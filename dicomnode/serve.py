@@ -20,7 +20,7 @@ from dicomnode.db import migrate
 from dicomnode.db.embedded import EmbeddedPostgres
 from dicomnode.db.session import make_engine, make_sessionmaker
 from dicomnode.logs import setup_logging
-from dicomnode.net import handlers, scp
+from dicomnode.net import handlers, qr, scp
 from dicomnode.store import files
 from dicomnode.store.ingest import Ingestor
 
@@ -80,7 +80,8 @@ def start_in_process(settings: Settings, url: str, *, reuse_port: bool = False) 
     sessions = make_sessionmaker(engine)
     ingestor = Ingestor(settings=settings.store, sessions=sessions)
     log = handlers.AssociationLog(sessions)
-    server = scp.start_scp(settings=settings.net, ingestor=ingestor, log=log, reuse_port=reuse_port)
+    archive = qr.Archive(sessions=sessions, store_root=ingestor.root, destinations=settings.destinations)
+    server = scp.start_scp(settings=settings.net, ingestor=ingestor, log=log, reuse_port=reuse_port, archive=archive)
     return RunningNode(engine=engine, servers=[server])
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
 from pynetdicom import evt
+from pynetdicom.dimse_primitives import C_STORE
 from sqlalchemy import func, insert, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -72,7 +73,11 @@ def _failure(code: int, comment: str) -> Dataset:
 
 def _peer(event: evt.Event) -> tuple[str, str, int]:
     requestor = event.assoc.requestor
-    return requestor.ae_title.strip(), requestor.address, requestor.port
+    calling = requestor.ae_title
+    if not calling and requestor.primitive is not None:
+        # At EVT_REQUESTED pynetdicom has not copied it from the A-ASSOCIATE-RQ yet.
+        calling = requestor.primitive.calling_ae_title
+    return str(calling or "").strip(), requestor.address, requestor.port
 
 
 class AssociationLog:
@@ -196,6 +201,25 @@ def handle_closed(event: evt.Event, log: AssociationLog) -> None:
     stats.association_id = None  # released and aborted may both fire
 
 
+def handle_dimse_recv(event: evt.Event) -> None:
+    """EVT_DIMSE_RECV: answer a C-STORE whose command has no SOP Instance UID with 0x0117.
+
+    pynetdicom drops such a request without a word (it is not a valid request), and the
+    sender would wait for its own timeout; some SCUs copy a blanked dataset UID there.
+    """
+    command = event.message.command_set
+    if command.get("CommandField") != 0x0001 or str(command.get("AffectedSOPInstanceUID", "") or "").strip():
+        return
+    response = C_STORE()
+    response.MessageIDBeingRespondedTo = command.MessageID
+    response.AffectedSOPClassUID = command.AffectedSOPClassUID
+    response.Status = status.INVALID_OBJECT_INSTANCE
+    response.ErrorComment = "AffectedSOPInstanceUID is empty"
+    logger.warning("instance refused: C-STORE command without SOP Instance UID")
+    _stats(event.assoc).failures += 1
+    event.assoc.dimse.send_msg(response, event.message.context_id)
+
+
 def handle_echo(event: evt.Event) -> int:
     """C-ECHO: always Success (0x0000) while the node is serving."""
     return status.SUCCESS
@@ -217,6 +241,15 @@ def part10_bytes(event: evt.Event, *, sop_class_uid: str, sop_instance_uid: str)
     write_file_meta_info(buffer, meta, enforce_standard=True)
     buffer.write(event.request.DataSet.getbuffer())
     return buffer.getvalue()
+
+
+def _refusal_status(exc: InvalidUID | InvalidDataset) -> int:
+    """0x0117 for the SOP Instance UID, 0xC220 for other UIDs, 0xC210 for undecodable data."""
+    if exc.keyword == "SOPInstanceUID":
+        return status.INVALID_OBJECT_INSTANCE
+    if exc.keyword:
+        return status.CANNOT_UNDERSTAND_UIDS
+    return status.CANNOT_UNDERSTAND_DATASET
 
 
 def handle_store(event: evt.Event, ingestor: Ingestor) -> int | Dataset:
@@ -258,7 +291,9 @@ def _store(
 ) -> int | Dataset:
     try:
         if not paths.is_valid_uid(sop_instance_uid):
-            raise InvalidUID(f"AffectedSOPInstanceUID {sop_instance_uid[:40]!r} is not a valid UID")
+            raise InvalidUID(
+                f"AffectedSOPInstanceUID {sop_instance_uid[:40]!r} is not a valid UID", keyword="SOPInstanceUID"
+            )
         data = part10_bytes(
             event, sop_class_uid=str(event.request.AffectedSOPClassUID), sop_instance_uid=sop_instance_uid
         )
@@ -268,14 +303,9 @@ def _store(
             expected_sop_instance_uid=sop_instance_uid,
         )
         return status.SUCCESS
-    except InvalidUID as exc:
-        logger.warning("instance refused: invalid UID", extra={"reason": str(exc)})
-        code = status.INVALID_OBJECT_INSTANCE if "SOPInstanceUID" in str(exc) else status.CANNOT_UNDERSTAND_UIDS
-        return _failure(code, str(exc))
-    except InvalidDataset as exc:
-        logger.warning("instance refused: cannot decode", extra={"reason": str(exc)})
-        code = status.CANNOT_UNDERSTAND_UIDS if "UID" in str(exc) else status.CANNOT_UNDERSTAND_DATASET
-        return _failure(code, str(exc))
+    except (InvalidUID, InvalidDataset) as exc:
+        logger.warning("instance refused", extra={"reason": str(exc)})
+        return _failure(_refusal_status(exc), str(exc))
     except DuplicateRefused as exc:
         return _failure(status.DUPLICATE_SOP_INSTANCE, str(exc))
     except (StoreFull, IndexUnavailable) as exc:

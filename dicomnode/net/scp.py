@@ -20,7 +20,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicomnode.config import NetSettings
-from dicomnode.net import handlers
+from dicomnode.net import handlers, qr
 from dicomnode.store.ingest import Ingestor
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ def configure_pynetdicom(*, debug_dimse: bool = False) -> None:
     # requestor proposes first: for a sender that is the syntax its file is in, so the bytes
     # are stored as they were made, with no transcoding on either side.
     _config.UNRESTRICTED_STORAGE_SERVICE = True
+    # As an SCU, send Part 10 files' bytes as stored (C-MOVE/C-GET, dispatch, `send`):
+    # without this pynetdicom decodes and re-encodes them.
+    _config.STORE_SEND_CHUNKED_DATASET = True
     # Logging context (association, UIDs) must follow the handler threads.
     _config.PASS_CONTEXTVARS = True
     # Log the ErrorComment of statuses we return; pynetdicom's own chatter stays quiet.
@@ -74,31 +77,44 @@ def build_ae(settings: NetSettings) -> AE:
     # turns that switch off.
     for context in AllStoragePresentationContexts:
         ae.add_supported_context(context.abstract_syntax, STORAGE_TRANSFER_SYNTAXES)
+    # Query/Retrieve (net.qr). C-GET sends C-STOREs back over the requestor's association, so
+    # storage contexts accept the SCU role when a C-GET requestor proposes role selection.
+    for sop_class in qr.SOP_CLASSES:
+        ae.add_supported_context(sop_class)
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, STORAGE_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
     return ae
 
 
 def event_handlers(
-    *, settings: NetSettings, ingestor: Ingestor, log: handlers.AssociationLog
+    *, settings: NetSettings, ingestor: Ingestor, log: handlers.AssociationLog, archive: qr.Archive | None = None
 ) -> list[tuple]:  # type: ignore[type-arg]
-    """The (event, handler, args) bindings of our SCP."""
+    """The (event, handler, args) bindings of our SCP; C-FIND/C-MOVE/C-GET when given an ``archive``."""
     return [
         (evt.EVT_REQUESTED, handlers.handle_requested, [settings, log]),
         (evt.EVT_ACCEPTED, handlers.handle_accepted, [log, settings.poll_interval]),
         (evt.EVT_RELEASED, handlers.handle_closed, [log]),
         (evt.EVT_ABORTED, handlers.handle_closed, [log]),
+        (evt.EVT_DIMSE_RECV, handlers.handle_dimse_recv),
         (evt.EVT_C_ECHO, handlers.handle_echo),
         (evt.EVT_C_STORE, handlers.handle_store, [ingestor]),
+        *(qr.event_handlers(archive) if archive is not None else []),
     ]
 
 
 def start_scp(
-    *, settings: NetSettings, ingestor: Ingestor, log: handlers.AssociationLog, reuse_port: bool = False
+    *,
+    settings: NetSettings,
+    ingestor: Ingestor,
+    log: handlers.AssociationLog,
+    reuse_port: bool = False,
+    archive: qr.Archive | None = None,
 ) -> ThreadedAssociationServer:
     """Start serving in a background thread; returns the server (``.shutdown()`` stops it)."""
     ae = build_ae(settings)
     server = ae.make_server(
         (settings.host, settings.port),
-        evt_handlers=event_handlers(settings=settings, ingestor=ingestor, log=log),
+        evt_handlers=event_handlers(settings=settings, ingestor=ingestor, log=log, archive=archive),
         server_class=ReusePortServer if reuse_port else ThreadedAssociationServer,
     )
     ae._servers.append(server)  # so ae.shutdown() stops it too

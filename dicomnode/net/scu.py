@@ -47,7 +47,8 @@ class Peer:
         return cls(match["ae"], match["host"].strip("[]"), int(match["port"]))
 
     def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.ae_title}@{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,9 @@ def send_files(
     Files are sent as stored (no decoding, no transcoding); each (SOP class, transfer
     syntax) pair gets its own presentation context.
     """
+    from dicomnode.net.scp import configure_pynetdicom
+
+    configure_pynetdicom()
     pairs, results = _syntaxes(paths)
     for result in results:
         if on_result:
@@ -175,7 +179,11 @@ def _send_batch(
             if not accepted:
                 emit(SendResult(path, None, f"peer accepts no context for {sop_class} in {ts}"))
                 continue
-            response = assoc.send_c_store(path)
+            try:
+                response = assoc.send_c_store(path)
+            except (AttributeError, ValueError, OSError) as exc:  # e.g. blank UIDs in the file meta
+                emit(SendResult(path, None, f"not sent: {exc}"))
+                continue
             if "Status" in response:
                 emit(SendResult(path, int(response.Status), str(response.get("ErrorComment", ""))))
             else:

@@ -37,3 +37,46 @@ def describe(status: int) -> str:
     if status in (0xB000, 0xB006, 0xB007):
         return "Warning"
     return "Failure"
+
+# --- Query/Retrieve (PS3.4 C.4.1.1.4 C-FIND, C.4.2.1.5 C-MOVE, C.4.3.1.4 C-GET) ---------------
+#: Pending: matches (C-FIND) or sub-operations (C-MOVE, C-GET) are continuing.
+PENDING = 0xFF00
+#: Pending (C-FIND): matches are continuing, but one or more optional keys were not supported.
+PENDING_OPTIONAL_KEYS_NOT_SUPPORTED = 0xFF01
+#: Cancel: matching or sub-operations terminated due to a C-CANCEL.
+CANCEL = 0xFE00
+#: Refused (C-MOVE, C-GET): out of resources, unable to calculate the number of matches.
+OUT_OF_RESOURCES_MATCHES = 0xA701
+#: Refused (C-MOVE, C-GET): out of resources, unable to perform sub-operations.
+OUT_OF_RESOURCES_SUBOPERATIONS = 0xA702
+#: Refused (C-MOVE): the Move Destination AE title is not a known destination.
+MOVE_DESTINATION_UNKNOWN = 0xA801
+#: Error: the identifier does not match the SOP class (bad level, missing or invalid key).
+IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+#: Error: unable to process (C000-CFFF), e.g. an identifier that cannot be decoded.
+UNABLE_TO_PROCESS = 0xC000
+#: Warning (C-MOVE, C-GET): sub-operations complete, one or more failures or warnings.
+SUBOPERATIONS_COMPLETE_WITH_FAILURES = 0xB000
+
+NAMES.update(
+    {
+        PENDING: "Pending",
+        PENDING_OPTIONAL_KEYS_NOT_SUPPORTED: "Pending (optional keys not supported)",
+        CANCEL: "Cancel",
+        OUT_OF_RESOURCES_MATCHES: "Refused: Out of Resources (number of matches)",
+        OUT_OF_RESOURCES_SUBOPERATIONS: "Refused: Out of Resources (sub-operations)",
+        MOVE_DESTINATION_UNKNOWN: "Refused: Move Destination unknown",
+        IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS: "Error: Identifier does not match SOP Class",
+        UNABLE_TO_PROCESS: "Error: Unable to process",
+        SUBOPERATIONS_COMPLETE_WITH_FAILURES: "Warning: Sub-operations complete with failures",
+    }
+)
+
+# --- Storage (PS3.4 B.2.3) ---------------------------------------------------------------------
+#: Warning statuses of C-STORE: the instance was stored, with coercion or elements discarded.
+STORE_WARNINGS = frozenset({0xB000, 0xB006, 0xB007})
+
+
+def is_stored(code: int | None) -> bool:
+    """Whether a C-STORE response status means the peer kept the instance (Success or Warning)."""
+    return code is not None and (code == SUCCESS or code in STORE_WARNINGS)

@@ -106,6 +106,9 @@ class Rule(StrictModel):
     send_to_calling_ae: StrictBool = False
     quiet_seconds: StrictInt | None = Field(default=None, ge=1, le=3600)
     rerun_on_new_instances: StrictBool = True
+    #: Route series that our own pipelines made (e.g. a derived CT into a CT rule); off by default,
+    #: and never into the rule that made them.
+    route_own_outputs: StrictBool = False
 
     @field_validator("name")
     @classmethod

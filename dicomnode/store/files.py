@@ -22,10 +22,7 @@ def check_free_space(root: Path, *, min_free_bytes: int) -> None:
     """Raise StoreFull when the filesystem holding ``root`` has less than the floor free."""
     free = shutil.disk_usage(root).free
     if free < min_free_bytes:
-        raise StoreFull(
-            f"store {root} has {free // 2**20} MB free, below the floor of "
-            f"{min_free_bytes // 2**20} MB (store.min_free_mb)"
-        )
+        raise StoreFull(f"{free // 2**20} MB free, below store.min_free_mb={min_free_bytes // 2**20} on {root}")
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -107,13 +107,17 @@ def _check_complete(ds: Dataset, data: bytes) -> None:
                     f"dataset is truncated: {elem.tag} declares {elem.length} bytes, {len(elem.value)} arrived"
                 )
     transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
-    if (
-        isinstance(last, RawDataElement)
-        and last.length == _UNDEFINED_LENGTH
-        and transfer_syntax != _DEFLATED
-        and not data.endswith(_SEQUENCE_DELIMITER)
-    ):
-        raise InvalidDataset(f"dataset is truncated inside {last.tag} (no sequence delimiter)")
+    if not isinstance(last, RawDataElement) or transfer_syntax == _DEFLATED:
+        return  # deflated data is checked by zlib; converted elements were fully read
+    if last.length == _UNDEFINED_LENGTH:
+        if not data.endswith(_SEQUENCE_DELIMITER):
+            raise InvalidDataset(f"dataset is truncated inside {last.tag} (no sequence delimiter)")
+    elif last.value_tell + last.length < len(data):
+        # Fewer than 8 bytes left over: pydicom drops an element header cut short.
+        raise InvalidDataset(
+            f"dataset is truncated: {len(data) - last.value_tell - last.length} bytes of an "
+            f"element header after {last.tag}"
+        )
 
 
 def read_record(data: bytes) -> tuple[index.InstanceRecord, Dataset]:
@@ -137,7 +141,7 @@ def read_record(data: bytes) -> tuple[index.InstanceRecord, Dataset]:
     transfer_syntax_uid = str(meta.get("TransferSyntaxUID", "")).strip()
     for keyword in ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID"):
         if not _text(ds, keyword):
-            raise InvalidDataset(f"{keyword} is missing or empty")
+            raise InvalidDataset(f"{keyword} is missing or empty", keyword=keyword)
     sop_instance_uid = paths.check_uid(_text(ds, "SOPInstanceUID"), keyword="SOPInstanceUID")
     record = index.InstanceRecord(
         sop_instance_uid=sop_instance_uid,
@@ -212,8 +216,8 @@ class Ingestor:
         record, _ds = read_record(data)
         if expected_sop_instance_uid is not None and record.sop_instance_uid != expected_sop_instance_uid:
             raise InvalidUID(
-                f"dataset SOPInstanceUID {record.sop_instance_uid} differs from the announced "
-                f"{expected_sop_instance_uid}"
+                f"SOPInstanceUID differs from the announced {expected_sop_instance_uid}: {record.sop_instance_uid}",
+                keyword="SOPInstanceUID",
             )
         with bound(
             study_instance_uid=record.study_instance_uid,
@@ -292,16 +296,15 @@ class Ingestor:
             return IngestOutcome.KEPT
         if policy is DuplicatePolicy.REPLACE or (policy is DuplicatePolicy.REPLACE_SAME_SERIES and same_series):
             return IngestOutcome.REPLACED
-        where = (
-            "" if same_series else (f" in series {previous.series_instance_uid} of study {previous.study_instance_uid}")
-        )
+        where = "" if same_series else " in another series"
         logger.warning(
             "duplicate refused",
             extra={"policy": policy.value, "stored_series_instance_uid": previous.series_instance_uid},
         )
+        # Reason first: DIMSE carries only 64 characters of it (ErrorComment).
         raise DuplicateRefused(
-            f"SOP Instance {record.sop_instance_uid} is already stored{where}; "
-            f"store.duplicate_policy={policy.value} refuses it"
+            f"duplicate: already stored{where} (store.duplicate_policy={policy.value}); series "
+            f"{previous.series_instance_uid} of study {previous.study_instance_uid}"
         )
 
     @staticmethod

@@ -49,7 +49,15 @@ DEPTH: Mapping[QueryRetrieveLevelValues, int] = {
 
 
 class InvalidIdentifier(ValueError):
-    """The identifier cannot be answered: no or a wrong level, a missing unique key, a bad value."""
+    """The identifier cannot be answered: no or a wrong level, a missing unique key, a bad value.
+
+    The message (for the peer's ErrorComment) may quote the value; ``keyword`` names the
+    attribute without it, for logs that must stay free of PHI.
+    """
+
+    def __init__(self, message: str, *, keyword: str) -> None:
+        super().__init__(message)
+        self.keyword = keyword
 
 
 class KeyKind(StrEnum):
@@ -140,13 +148,13 @@ def _date(value: str, keyword: str) -> dt.date:
             return dt.date(int(value[:4]), int(value[4:6]), int(value[6:]))
         except ValueError:
             pass
-    raise InvalidIdentifier(f"{keyword} {value[:40]!r} is not a date (YYYYMMDD) or date range")
+    raise InvalidIdentifier(f"{keyword} {value[:40]!r} is not a date (YYYYMMDD) or date range", keyword=keyword)
 
 
 def _time_bounds(value: str, keyword: str) -> tuple[str, str]:
     """The HHMMSS bounds of a TM value at its own precision: '10' -> ('100000', '105959')."""
     if not _TIME_RE.match(value):
-        raise InvalidIdentifier(f"{keyword} {value[:40]!r} is not a time (HHMMSS) or time range")
+        raise InvalidIdentifier(f"{keyword} {value[:40]!r} is not a time (HHMMSS) or time range", keyword=keyword)
     digits = value.split(".", 1)[0]
     upper = digits + "595959"[len(digits) :]
     return digits.ljust(6, "0"), upper
@@ -174,7 +182,7 @@ def _text(attribute: Attribute, value: str) -> ColumnElement[bool]:
 
 def _codes(attribute: Attribute, value: str) -> ColumnElement[bool]:
     if _has_wildcard(value):
-        code = func.unnest(attribute.column).table_valued("value")
+        code = func.unnest(attribute.column).table_valued("value").render_derived()
         return select(literal(1)).select_from(code).where(code.c.value.like(_like(value), escape="\\")).exists()
     return literal(value, Text) == any_(attribute.column)
 
@@ -217,7 +225,8 @@ def _number(attribute: Attribute, value: str) -> ColumnElement[bool]:
     try:
         return attribute.column == int(value)  # type: ignore[no-any-return]
     except ValueError:
-        raise InvalidIdentifier(f"{attribute.keyword} {value[:40]!r} is not an integer") from None
+        message = f"{attribute.keyword} {value[:40]!r} is not an integer"
+        raise InvalidIdentifier(message, keyword=attribute.keyword) from None
 
 
 _MATCHERS = {

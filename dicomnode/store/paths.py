@@ -28,7 +28,7 @@ def check_uid(value: object, *, keyword: str) -> str:
     """
     if not is_valid_uid(value):
         shown = repr(value)[:80]
-        raise InvalidUID(f"{keyword} {shown} is not a valid DICOM UID (PS3.5 9.1)")
+        raise InvalidUID(f"{keyword} is not a valid UID (PS3.5 9.1): {shown}", keyword=keyword)
     return value  # type: ignore[return-value]
 
 

@@ -18,15 +18,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydicom import config as pydicom_config
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag
-from sqlalchemy import Select, distinct, func, literal, select
-from sqlalchemy.orm import Session
+from pydicom.tag import BaseTag, Tag
+from sqlalchemy import RowMapping, Select, distinct, func, literal, select
+from sqlalchemy.orm import Session, aliased
 
 from dicomnode.db.models import Instance, Patient, Series, Study
 from dicomnode.store import matching
@@ -68,51 +68,41 @@ UNIQUE_KEYS: Mapping[QueryRetrieveLevelValues, str] = {
 }
 
 
-def _instances_of_series() -> Any:
-    return func.coalesce(func.sum(Series.instance_count), 0)
+# Counts are correlated subqueries on aliases, so they also work in queries that join the
+# same tables (a study count in a SERIES-level query).
+def _patient_count(what: str) -> Any:
+    study, series = aliased(Study), aliased(Series)
+    statement: Select[Any]
+    if what == "studies":
+        statement = select(func.count(study.id))
+    else:
+        value = func.count(series.id) if what == "series" else func.coalesce(func.sum(series.instance_count), 0)
+        statement = select(value).join(study, study.id == series.study_fk)
+    return statement.where(study.patient_fk == Patient.id).correlate(Patient).scalar_subquery()
+
+
+def _study_count(what: str) -> Any:
+    series, instance = aliased(Series), aliased(Instance)
+    statement: Select[Any]
+    if what == "series":
+        statement = select(func.count(series.id))
+    elif what == "instances":
+        statement = select(func.coalesce(func.sum(series.instance_count), 0))
+    else:  # SOP classes
+        statement = select(func.array_agg(distinct(instance.sop_class_uid))).join(
+            series, series.id == instance.series_fk
+        )
+    return statement.where(series.study_fk == Study.id).correlate(Study).scalar_subquery()
 
 
 #: Return-only keys computed from the index; a value given for one is not matched (0xFF01).
 _COMPUTED: Mapping[str, tuple[QueryRetrieveLevelValues, Callable[[], Any]]] = {
-    "NumberOfPatientRelatedStudies": (
-        _L.PATIENT,
-        lambda: select(func.count(Study.id)).where(Study.patient_fk == Patient.id).scalar_subquery(),
-    ),
-    "NumberOfPatientRelatedSeries": (
-        _L.PATIENT,
-        lambda: (
-            select(func.count(Series.id))
-            .join(Study, Study.id == Series.study_fk)
-            .where(Study.patient_fk == Patient.id)
-            .scalar_subquery()
-        ),
-    ),
-    "NumberOfPatientRelatedInstances": (
-        _L.PATIENT,
-        lambda: (
-            select(_instances_of_series())
-            .join(Study, Study.id == Series.study_fk)
-            .where(Study.patient_fk == Patient.id)
-            .scalar_subquery()
-        ),
-    ),
-    "NumberOfStudyRelatedSeries": (
-        _L.STUDY,
-        lambda: select(func.count(Series.id)).where(Series.study_fk == Study.id).scalar_subquery(),
-    ),
-    "NumberOfStudyRelatedInstances": (
-        _L.STUDY,
-        lambda: select(_instances_of_series()).where(Series.study_fk == Study.id).scalar_subquery(),
-    ),
-    "SOPClassesInStudy": (
-        _L.STUDY,
-        lambda: (
-            select(func.array_agg(distinct(Instance.sop_class_uid)))
-            .join(Series, Series.id == Instance.series_fk)
-            .where(Series.study_fk == Study.id)
-            .scalar_subquery()
-        ),
-    ),
+    "NumberOfPatientRelatedStudies": (_L.PATIENT, lambda: _patient_count("studies")),
+    "NumberOfPatientRelatedSeries": (_L.PATIENT, lambda: _patient_count("series")),
+    "NumberOfPatientRelatedInstances": (_L.PATIENT, lambda: _patient_count("instances")),
+    "NumberOfStudyRelatedSeries": (_L.STUDY, lambda: _study_count("series")),
+    "NumberOfStudyRelatedInstances": (_L.STUDY, lambda: _study_count("instances")),
+    "SOPClassesInStudy": (_L.STUDY, lambda: _study_count("sop_classes")),
     "NumberOfSeriesRelatedInstances": (_L.SERIES, lambda: Series.instance_count),
     "AvailableTransferSyntaxUID": (_L.IMAGE, lambda: Instance.transfer_syntax_uid),
 }
@@ -155,10 +145,11 @@ def _query_level(identifier: Dataset, model: InformationModel) -> QueryRetrieveL
     element = _element(identifier, BaseTag(0x00080052)) if 0x00080052 in identifier else None
     value = str(element.value or "").strip().upper() if element is not None else ""
     if not value:
-        raise InvalidIdentifier("QueryRetrieveLevel (0008,0052) is missing")
+        raise InvalidIdentifier("QueryRetrieveLevel (0008,0052) is missing", keyword="QueryRetrieveLevel")
     allowed = [level.value for level in LEVELS[model]]
     if value not in allowed:
-        raise InvalidIdentifier(f"QueryRetrieveLevel {value[:16]!r} is not one of {', '.join(allowed)}")
+        message = f"QueryRetrieveLevel {value[:16]!r} is not one of {', '.join(allowed)}"
+        raise InvalidIdentifier(message, keyword="QueryRetrieveLevel")
     return QueryRetrieveLevelValues(value)
 
 
@@ -166,7 +157,8 @@ def _element(identifier: Dataset, tag: BaseTag) -> DataElement:
     try:
         return identifier[tag]
     except Exception as exc:  # pydicom converts values lazily; a bad one fails here
-        raise InvalidIdentifier(f"{keyword_for_tag(tag) or tag} cannot be decoded: {exc}") from exc
+        keyword = keyword_for_tag(tag) or str(tag)
+        raise InvalidIdentifier(f"{keyword} cannot be decoded: {exc}", keyword=keyword) from exc
 
 
 def parse_find(identifier: Dataset, *, model: InformationModel) -> FindQuery:
@@ -203,7 +195,7 @@ def parse_find(identifier: Dataset, *, model: InformationModel) -> FindQuery:
             unsupported.append(keyword or str(tag))
     asked = {tag for tag, _vr in return_keys}
     for upper in LEVELS[model][: LEVELS[model].index(level) + 1]:
-        tag = BaseTag(tag_for_keyword(UNIQUE_KEYS[upper]))
+        tag = Tag(UNIQUE_KEYS[upper])
         if tag not in asked:
             return_keys.append((tag, "LO" if upper is _L.PATIENT else "UI"))
     return FindQuery(model, level, tuple(keys), tuple(return_keys), tuple(unsupported))
@@ -224,16 +216,19 @@ def parse_retrieve(identifier: Dataset, *, model: InformationModel) -> FindQuery
     keys: list[matching.Condition] = []
     for upper in LEVELS[model][: LEVELS[model].index(level) + 1]:
         keyword = UNIQUE_KEYS[upper]
-        tag = BaseTag(tag_for_keyword(keyword))
+        tag = Tag(keyword)
         values = matching.key_values(_element(identifier, tag)) if tag in identifier else ()
         if upper is level and not values:
-            raise InvalidIdentifier(f"{keyword} is required for a {level.value} level retrieve")
+            raise InvalidIdentifier(f"{keyword} is required for a {level.value} level retrieve", keyword=keyword)
         if values:
             keys.append(matching.Condition(matching.ATTRIBUTES[keyword], values))
     return FindQuery(model, level, tuple(keys))
 
 
-def _joined(statement: Select[Any], level: QueryRetrieveLevelValues) -> Select[Any]:
+_S = TypeVar("_S", bound=Select)  # type: ignore[type-arg]
+
+
+def _joined(statement: _S, level: QueryRetrieveLevelValues) -> _S:
     statement = statement.select_from(Patient)
     if DEPTH[level] >= 1:
         statement = statement.join(Study, Study.patient_fk == Patient.id)
@@ -269,13 +264,16 @@ def find_statement(query: FindQuery) -> Select[Any]:
     return statement.where(*matching.where(query.keys)).order_by(*_ORDER[query.level])
 
 
-def _dicom_value(value: Any) -> Any:
+_BINARY_INTEGER_VRS = frozenset({"US", "UL", "SS", "SL", "UV", "SV"})
+
+
+def _dicom_value(value: Any, vr: str) -> Any:
     if value is None:
         return None
     if hasattr(value, "strftime"):
         return value.strftime("%Y%m%d")
     if isinstance(value, int):
-        return str(value)
+        return value if vr in _BINARY_INTEGER_VRS else str(value)
     if isinstance(value, list):
         return [str(v) for v in value if v] or None
     return str(value) or None
@@ -287,14 +285,14 @@ def _is_ascii(value: Any) -> bool:
     return not isinstance(value, str) or value.isascii()
 
 
-def _identifier(query: FindQuery, row: Mapping[str, Any], *, retrieve_ae_title: str) -> Dataset:
+def _identifier(query: FindQuery, row: RowMapping, *, retrieve_ae_title: str) -> Dataset:
     ds = Dataset()
     ds.QueryRetrieveLevel = query.level.value
     utf8 = False
     for tag, vr in query.return_keys:
         keyword = keyword_for_tag(tag)
         if keyword in row:
-            value = _dicom_value(row[keyword])
+            value = _dicom_value(row[keyword], vr)
         elif keyword == "RetrieveAETitle":
             value = retrieve_ae_title or None
         elif keyword == "InstanceAvailability":
