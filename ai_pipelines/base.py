@@ -335,25 +335,31 @@ class Pipeline(ABC):
     """A series in, DICOM objects out; declared as data, pure in behaviour.
 
     Subclasses declare ``name``, ``version``, ``accepts`` and ``produces`` as class
-    attributes (checked when the class is defined) and implement :meth:`run`.
+    attributes (checked when the class is defined) and implement :meth:`run`. A
+    method that loads no model (a montage, a threshold) sets
+    ``weights_required = False`` and is built with ``weights=None``.
 
     Parameters
     ----------
-    weights : Path
-        Weights file or MONAI bundle directory the pipeline loads.
+    weights : Path or None
+        Weights file or MONAI bundle directory the pipeline loads; None only for a
+        pipeline that declares ``weights_required = False``.
     device : str, optional
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
 
     Raises
     ------
     ValueError
-        If ``device`` is not one of the forms above.
+        If ``device`` is not one of the forms above, or ``weights`` is None for a
+        pipeline that needs weights.
     """
 
     name: ClassVar[str]
     version: ClassVar[str]
     accepts: ClassVar[InputSpec]
     produces: ClassVar[frozenset[OutputKind]]
+    #: False for a pipeline that loads no weights; it may then be built with ``weights=None``.
+    weights_required: ClassVar[bool] = True
 
     _DECLARED: ClassVar[tuple[str, ...]] = ("name", "version", "accepts", "produces")
 
@@ -367,10 +373,12 @@ class Pipeline(ABC):
             raise TypeError(f"pipeline {cls.__qualname__} does not declare {', '.join(missing)}")
         _check_declaration(cls)
 
-    def __init__(self, weights: Path, device: str = "cpu") -> None:
+    def __init__(self, weights: Path | None = None, device: str = "cpu") -> None:
         if not _DEVICE.match(device):
             raise ValueError(f"device={device!r}; expected cpu, cuda, cuda:N or mps")
-        self.weights = Path(weights)
+        if weights is None and self.weights_required:
+            raise ValueError(f"pipeline {self.name!r} needs weights (a file or bundle path)")
+        self.weights: Path | None = None if weights is None else Path(weights)
         self.device = device
 
     @abstractmethod
@@ -398,7 +406,7 @@ class Pipeline(ABC):
     def algorithm_info(
         self, parameters: Mapping[str, ParameterValue] | None = None
     ) -> AlgorithmInfo:
-        """Describe this pipeline, its weights (sha256 when a file) and ``parameters``.
+        """Describe this pipeline, its weights (sha256 when a file, else None) and ``parameters``.
 
         Parameters
         ----------
@@ -410,7 +418,10 @@ class Pipeline(ABC):
         AlgorithmInfo
             For :meth:`run` and the provenance rows.
         """
-        sha = file_sha256(self.weights) if self.weights.is_file() else None
+        sha = (
+            file_sha256(self.weights)
+            if self.weights is not None and self.weights.is_file() else None
+        )
         return AlgorithmInfo(name=self.name, version=self.version, weights_sha256=sha,
                              parameters=dict(parameters or {}))
 
@@ -424,6 +435,8 @@ def _check_declaration(cls: type[Pipeline]) -> None:
         raise TypeError(f"{cls.__qualname__}.version must be a non-empty string")
     if not isinstance(cls.accepts, InputSpec):
         raise TypeError(f"{cls.__qualname__}.accepts must be an InputSpec")
+    if not isinstance(cls.weights_required, bool):
+        raise TypeError(f"{cls.__qualname__}.weights_required must be a bool")
     produces: Sequence[object] = list(cls.produces) if isinstance(cls.produces, frozenset) else []
     if not produces or not all(isinstance(kind, OutputKind) for kind in produces):
         raise TypeError(

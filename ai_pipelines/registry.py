@@ -30,8 +30,7 @@ ENTRY_POINT_GROUP = "dicomnode.pipelines"
 
 #: Pipelines shipped with this package, name -> "module:Class" (imported lazily).
 BUILT_INS: Mapping[str, str] = MappingProxyType({
-    # Filled in as the pipelines land, e.g.
-    # "lung_nodules": "ai_pipelines.lung_nodules.pipeline:LungNodulesPipeline",
+    "key_image_montage": "ai_pipelines.montage.pipeline:KeyImageMontage",
 })
 
 

@@ -10,8 +10,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ai_pipelines.writers.lettering import GLYPHS
+
 __all__ = [
     "PALETTE",
+    "apply_window",
     "blend_heatmap",
     "burn_ai_mark",
     "draw_circle",
@@ -26,10 +29,27 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 )
 
 # 5x7 glyphs; a mark burned into pixels so that no viewer can show the image without it.
-_GLYPHS = {
-    "A": ("01110", "10001", "10001", "11111", "10001", "10001", "10001"),
-    "I": ("11111", "00100", "00100", "00100", "00100", "00100", "11111"),
-}
+_GLYPHS = GLYPHS
+
+
+def apply_window(values: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """Window modality values with the linear VOI function (PS3.3 C.11.2.1.2) onto [0, 1].
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Modality values (HU for CT).
+    window : tuple[float, float]
+        (centre, width).
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape, floats in [0, 1] (0 at or below the window, 1 above it).
+    """
+    centre, width = window
+    low = centre - 0.5 - (width - 1) / 2
+    return np.clip((values - low) / max(width - 1, 1e-6), 0.0, 1.0)
 
 
 def to_rgb(values: np.ndarray, window: tuple[float, float]) -> np.ndarray:
@@ -47,10 +67,7 @@ def to_rgb(values: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     numpy.ndarray
         ``(rows, columns, 3)`` uint8.
     """
-    centre, width = window
-    low = centre - 0.5 - (width - 1) / 2
-    scaled = np.clip((values - low) / max(width - 1, 1e-6), 0.0, 1.0)
-    grey = np.rint(scaled * 255).astype(np.uint8)
+    grey = np.rint(apply_window(values, window) * 255).astype(np.uint8)
     return np.repeat(grey[..., None], 3, axis=-1)
 
 

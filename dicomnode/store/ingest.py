@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicomnode.config import DuplicatePolicy, StoreSettings
@@ -180,6 +183,8 @@ class Ingestor:
         self.root = Path(settings.root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._sessions = sessions
+        # The hot path talks to psycopg directly through the engine's pool (see store.index).
+        self._engine: Engine = sessions.kw["bind"]
         self._cache = index.IdCache()
 
     def ingest(self, data: bytes, *, origin: Origin, expected_sop_instance_uid: str | None = None) -> IngestResult:
@@ -246,24 +251,33 @@ class Ingestor:
         )
         for attempt in (1, 2):
             try:
-                with self._sessions() as session:
-                    return self._file_and_index(session, data, record, facts)
-            except (IntegrityError, index.StaleSeriesCache) as exc:
+                pooled = self._engine.raw_connection()
+            except (DBAPIError, psycopg.Error) as exc:  # the pool may raise either
+                raise IndexUnavailable(f"index database unreachable: {getattr(exc, 'orig', None) or exc}") from exc
+            conn = pooled.driver_connection
+            try:
+                return self._file_and_index(conn, data, record, facts)
+            except (psycopg.errors.IntegrityError, index.StaleSeriesCache) as exc:
                 # A cached series id went stale (deleted behind our back): look it up again.
                 self._cache.clear()
                 if attempt == 2:
-                    raise IndexUnavailable(f"index refused the instance: {getattr(exc, 'orig', exc)}") from exc
-            except DBAPIError as exc:
-                # A pooled connection the server dropped fails once; the pool then reconnects.
-                if not (exc.connection_invalidated and attempt == 1):
-                    raise IndexUnavailable(f"index database unreachable: {exc.orig or exc}") from exc
+                    raise IndexUnavailable(f"index refused the instance: {exc}") from exc
+            except psycopg.OperationalError as exc:
+                # A pooled connection the server dropped fails once; retry on a fresh one.
+                broken = conn.broken or conn.closed
+                if broken:
+                    pooled.invalidate()
+                if not (broken and attempt == 1):
+                    raise IndexUnavailable(f"index database unreachable: {exc}") from exc
+            finally:
+                pooled.close()  # back to the pool, which rolls back anything uncommitted
         raise AssertionError("unreachable")
 
     def _file_and_index(
-        self, session: Session, data: bytes, record: index.InstanceRecord, facts: index.FileFacts
+        self, conn: psycopg.Connection[Any], data: bytes, record: index.InstanceRecord, facts: index.FileFacts
     ) -> IngestResult:
         """One transaction: look for a duplicate, write the file durably, index, commit."""
-        previous = index.find_instance(session=session, sop_instance_uid=record.sop_instance_uid)
+        previous = index.find_instance(conn=conn, sop_instance_uid=record.sop_instance_uid)
         outcome = IngestOutcome.STORED
         if previous is not None:
             outcome = self._duplicate_outcome(record, previous)
@@ -273,10 +287,8 @@ class Ingestor:
         target = self.root / facts.file_path
         files.ensure_dir(target.parent, root=self.root, fsync=self.settings.fsync)
         files.write_atomic(target, (data,), fsync=self.settings.fsync)
-        indexed = index.index_instance(
-            session=session, record=record, facts=facts, cache=self._cache, previous=previous
-        )
-        session.commit()
+        indexed = index.index_instance(conn=conn, record=record, facts=facts, cache=self._cache, previous=previous)
+        conn.commit()
         self._cache.put(record.series_instance_uid, indexed.series_id)
         if previous is not None and previous.file_path != facts.file_path:
             files.with_suppressed_unlink(self.root / previous.file_path)

@@ -61,6 +61,22 @@ def test_a_pipeline_refuses_too_few_slices() -> None:
         pipeline.run(series, algorithm=pipeline.algorithm_info())
 
 
+def test_weights_are_required_unless_a_pipeline_declares_otherwise() -> None:
+    with pytest.raises(ValueError, match="pipeline 'bone_threshold' needs weights"):
+        ThresholdPipeline()
+
+    class NoWeights(ThresholdPipeline):
+        name = "no_weights"
+        weights_required = False
+
+    pipeline = NoWeights()
+    assert pipeline.weights is None
+    assert pipeline.algorithm_info({"threshold": 300}).weights_sha256 is None
+    assert NoWeights(Path("ignored")).weights == Path("ignored")
+    with pytest.raises(TypeError, match="weights_required must be a bool"):
+        type("Odd", (ThresholdPipeline,), {"name": "odd", "weights_required": "no"})
+
+
 def test_device_is_validated() -> None:
     assert ThresholdPipeline(Path("w"), device="cuda:1").device == "cuda:1"
     with pytest.raises(ValueError, match="device"):

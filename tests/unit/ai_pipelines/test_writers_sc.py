@@ -13,9 +13,11 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from ai_pipelines.base import Finding, SeriesInput
+from ai_pipelines.frames import FrameRef
 from ai_pipelines.provenance import AlgorithmInfo
-from ai_pipelines.volume import Volume
-from ai_pipelines.writers import Segment, overlay, write_sc
+from ai_pipelines.synthetic.series import synthetic_ct
+from ai_pipelines.volume import Volume, load_volume
+from ai_pipelines.writers import Segment, overlay, write_image_sc, write_sc
 from ai_pipelines.writers.sc import choose_key_slice, patient_orientation
 
 Roundtrip = Callable[[Dataset], Dataset]
@@ -120,3 +122,60 @@ def test_bad_arguments_are_refused(
         write_sc(ct_series, ct_volume, algorithm=algorithm, slice_index=12)
     with pytest.raises(ValueError, match="shape"):
         write_sc(ct_series, ct_volume, algorithm=algorithm, heatmap=np.zeros((2, 2, 2)))
+
+
+def test_an_oblique_key_image_keeps_two_letter_orientations(algorithm: AlgorithmInfo) -> None:
+    series = SeriesInput(synthetic_ct(shape=(4, 16, 16), orientation=(0.8, 0.6, 0, -0.6, 0.8, 0)))
+    sc = write_sc(series, load_volume(series), algorithm=algorithm)
+    assert list(sc.PatientOrientation) == ["LP", "PR"]  # highdicom alone takes one letter
+
+
+def test_a_rendered_image_becomes_a_grey_sc_referencing_every_slice_shown(
+    ct_series: SeriesInput, ct_volume: Volume, algorithm: AlgorithmInfo, roundtrip: Roundtrip,
+) -> None:
+    pixels = np.arange(20 * 30, dtype=np.uint8).reshape(20, 30)
+    sources = [ct_volume.sources[2], ct_volume.sources[7]]
+    sc = roundtrip(write_image_sc(
+        ct_series, pixels, algorithm=algorithm, sources=sources, series_description="x" * 80,
+        derivation_description="made", image_comments="not acquired", series_index=5,
+    ))
+    assert (sc.PhotometricInterpretation, sc.Rows, sc.Columns) == ("MONOCHROME2", 20, 30)
+    assert np.array_equal(sc.pixel_array, pixels)
+    assert sc.SeriesNumber == 1035 and sc.SeriesDescription == "x" * 64
+    assert sc.PatientOrientation == "" and "PixelSpacing" not in sc
+    assert sc.BurnedInAnnotation == "NO" and "LossyImageCompression" not in sc
+    assert [i.ReferencedSOPInstanceUID for i in sc.SourceImageSequence] == [
+        s.sop_instance_uid for s in sources]
+    assert (sc.DerivationDescription, sc.ImageComments) == ("made", "not acquired")
+
+
+def test_a_rendered_image_inherits_burned_in_text_and_lossy_compression(
+    ct_series: SeriesInput, ct_volume: Volume, algorithm: AlgorithmInfo,
+) -> None:
+    ref = ct_volume.sources[0]
+    source = next(ds for ds in ct_series.datasets if ds.SOPInstanceUID == ref.sop_instance_uid)
+    source.BurnedInAnnotation, source.LossyImageCompression = "YES", "01"
+    sc = write_image_sc(ct_series, np.zeros((4, 4, 3), np.uint8), algorithm=algorithm,
+                        sources=[ref], series_description="s", derivation_description="d",
+                        image_comments="c", patient_orientation=("LP", "F"))
+    assert (sc.PhotometricInterpretation, sc.BurnedInAnnotation) == ("RGB", "YES")
+    assert sc.LossyImageCompression == "01" and list(sc.PatientOrientation) == ["LP", "F"]
+
+
+def test_a_rendered_image_is_checked(
+    ct_series: SeriesInput, ct_volume: Volume, algorithm: AlgorithmInfo,
+) -> None:
+    ok = {"series_description": "s", "derivation_description": "d", "image_comments": "c"}
+    ref = ct_volume.sources[0]
+    for pixels in (np.zeros((4, 4), np.uint16), np.zeros((4, 4, 4), np.uint8)):
+        with pytest.raises(ValueError, match="uint8"):
+            write_image_sc(ct_series, pixels, algorithm=algorithm, sources=[ref], **ok)
+    grey = np.zeros((4, 4), np.uint8)
+    with pytest.raises(ValueError, match="at least one source"):
+        write_image_sc(ct_series, grey, algorithm=algorithm, sources=[], **ok)
+    with pytest.raises(ValueError, match="outside the series: 1.2.3"):
+        write_image_sc(ct_series, grey, algorithm=algorithm,
+                       sources=[FrameRef(ref.sop_class_uid, "1.2.3")], **ok)
+    with pytest.raises(ValueError, match="patient_orientation"):
+        write_image_sc(ct_series, grey, algorithm=algorithm, sources=[ref],
+                       patient_orientation=("X", "P"), **ok)
