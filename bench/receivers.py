@@ -270,7 +270,11 @@ class DicomnodeReceiver(Receiver):
         if migrated.returncode != 0:
             raise RuntimeError(f"`dicomnode db upgrade` failed ({migrated.returncode}); log: {self.log_path}\n"
                                f"{self.log_tail()}")
-        self._spawn([self.python, "-m", "dicomnode", "serve"], env=self._env(), cwd=self.repo)
+        # The receive path only: no HTTP service, no job worker (the seed rule would start
+        # montages of the bench series after their quiet period).
+        self._spawn(
+            [self.python, "-m", "dicomnode", "serve", "--no-web", "--no-worker"], env=self._env(), cwd=self.repo
+        )
 
     def _extra_ready(self) -> bool:
         # with N processes on one port, wait for all N listening sockets so the first run's

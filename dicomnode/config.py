@@ -196,6 +196,8 @@ class WebSettings(_Section):
     basic_users: dict[str, SecretStr] = Field(default_factory=dict)
     #: Largest STOW-RS request body accepted, in MB (2**20 bytes); larger ones get 413.
     max_upload_mb: int = Field(2048, ge=1)
+    #: Memory for cached instance metadata (DICOM JSON) per process, in MB; 0 turns it off.
+    metadata_cache_mb: int = Field(64, ge=0)
 
     @field_validator("dicomweb_prefix", "root_path")
     @classmethod

@@ -1,4 +1,4 @@
-"""Run the node: database (embedded or given), migrations, and the DIMSE SCP in N processes."""
+"""Run the node: database (embedded or given), migrations, the DIMSE SCP in N processes, and a job worker."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from dicomnode.config import Settings
+from dicomnode.config import DimseDestination, Settings
 from dicomnode.db import migrate
 from dicomnode.db.embedded import EmbeddedPostgres
 from dicomnode.db.session import make_engine, make_sessionmaker
@@ -23,6 +24,9 @@ from dicomnode.logs import setup_logging
 from dicomnode.net import handlers, qr, scp
 from dicomnode.store import files
 from dicomnode.store.ingest import Ingestor
+
+if TYPE_CHECKING:
+    from dicomnode.jobs.worker import BackgroundWorker
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +58,7 @@ def check_schema(url: str) -> None:
     current = migrate.current_revision(url)
     if current != head:
         raise DatabaseNotReady(
-            f"database is at revision {current or 'none'}, this node needs {head}: "
-            "run `dicomnode db upgrade`"
+            f"database is at revision {current or 'none'}, this node needs {head}: run `dicomnode db upgrade`"
         )
 
 
@@ -80,52 +83,137 @@ def start_in_process(settings: Settings, url: str, *, reuse_port: bool = False) 
     sessions = make_sessionmaker(engine)
     ingestor = Ingestor(settings=settings.store, sessions=sessions)
     log = handlers.AssociationLog(sessions)
-    archive = qr.Archive(sessions=sessions, store_root=ingestor.root, destinations=settings.destinations)
+    # C-MOVE sends only to DIMSE peers; DICOMweb destinations are for results (dispatch)
+    dimse_peers = [d for d in settings.destinations if isinstance(d, DimseDestination)]
+    archive = qr.Archive(sessions=sessions, store_root=ingestor.root, destinations=dimse_peers)
     server = scp.start_scp(settings=settings.net, ingestor=ingestor, log=log, reuse_port=reuse_port, archive=archive)
     return RunningNode(engine=engine, servers=[server])
 
 
+class StopSignal:
+    """A stop request set by a signal handler and polled by the main thread.
+
+    Not a ``threading.Event``: the handler runs in the main thread, and ``Event.set()`` called
+    while that thread sits in ``Event.wait()`` deadlocks on the Event's own lock.
+    """
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True once a stop was requested."""
+        deadline = time.monotonic() + seconds
+        while self.signal_name is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.signal_name is not None
+
+
 def _child(settings: Settings, url: str, index: int) -> None:
     setup_logging(level=settings.log.level, fmt=settings.log.format, debug_dimse=settings.log.debug_dimse)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = StopSignal()
+    signal.signal(signal.SIGTERM, stop.handle)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
     node = start_in_process(settings, url, reuse_port=True)
     logger.info("worker process serving", extra={"scp_process": index, "pid": os.getpid()})
-    stop.wait()
+    while not stop.wait(1.0):
+        pass
     node.stop()
 
 
-def serve(settings: Settings) -> None:
-    """Serve until SIGINT/SIGTERM: embedded database if none configured, SCP in N processes."""
-    stop = threading.Event()
+def _start_jobs(settings: Settings, url: str) -> BackgroundWorker:
+    """Seed the rule table on the first start, then run a job worker (and the completion sweep) in a thread."""
+    from dicomnode.jobs import admin, worker
 
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        logger.info("stopping", extra={"signal": signal.Signals(signum).name})
-        stop.set()
+    engine = make_engine(url, pool_size=1)
+    try:
+        with make_sessionmaker(engine)() as session:
+            admin.seed_rules(session=session, path=settings.jobs.rules_file)
+            session.commit()
+    finally:
+        engine.dispose()
+    return worker.BackgroundWorker(settings, url).start()
 
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+
+@dataclass
+class WebServer:
+    """The HTTP service (DICOMweb, health) running in a thread of the main process."""
+
+    server: Any
+    thread: threading.Thread
+    engine: Engine
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.engine.dispose()
+
+
+def _start_web(settings: Settings, url: str) -> WebServer:
+    """uvicorn serving ``web.app.create_app`` on web.host:web.port, in a thread."""
+    import uvicorn
+
+    from dicomnode.web.app import create_app
+
+    engine = make_engine(url, pool_size=settings.db.pool_size, application_name="dicomnode-web")
+    app = create_app(settings, engine=engine)
+    config = uvicorn.Config(
+        app, host=settings.web.host, port=settings.web.port, log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="http", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        engine.dispose()
+        raise OSError(f"HTTP service did not start on {settings.web.host}:{settings.web.port} (see web.port)")
+    logger.info("HTTP service listening", extra={"address": f"{settings.web.host}:{settings.web.port}"})
+    return WebServer(server=server, thread=thread, engine=engine)
+
+
+def serve(settings: Settings, *, worker: bool = True, web: bool = True) -> None:
+    """Serve until SIGINT/SIGTERM: embedded database if none configured, SCP in N processes.
+
+    With ``worker`` (embedded mode, the default) a job worker runs in this process too; front
+    ends of a distributed node pass ``worker=False`` and leave jobs to ``dicomnode worker``.
+    With ``web`` the HTTP service (DICOMweb, /healthz) runs in this process on web.port.
+    """
+    stop = StopSignal()
+    signal.signal(signal.SIGTERM, stop.handle)
+    signal.signal(signal.SIGINT, stop.handle)
     with database_url(settings) as url:
         check_schema(url)
         store_root = settings.store.root.resolve()
         store_root.mkdir(parents=True, exist_ok=True)
         threading.Thread(target=files.remove_partials, args=(store_root,), daemon=True).start()
-        processes = settings.net.processes or os.cpu_count() or 1
-        if processes == 1:
-            node = start_in_process(settings, url)
-            _wait(stop)
-            node.stop()
-            return
-        _serve_processes(settings, url, processes, stop)
+        http = _start_web(settings, url) if web else None
+        jobs = _start_jobs(settings, url) if worker else None
+        try:
+            processes = settings.net.processes or os.cpu_count() or 1
+            if processes == 1:
+                node = start_in_process(settings, url)
+                _wait(stop)
+                node.stop()
+                return
+            _serve_processes(settings, url, processes, stop)
+        finally:
+            if jobs is not None:
+                jobs.stop()
+            if http is not None:
+                http.stop()
 
 
-def _wait(stop: threading.Event) -> None:
+def _wait(stop: StopSignal) -> None:
     while not stop.wait(0.5):
         pass
+    logger.info("stopping", extra={"signal": stop.signal_name})
 
 
-def _serve_processes(settings: Settings, url: str, count: int, stop: threading.Event) -> None:
+def _serve_processes(settings: Settings, url: str, count: int, stop: StopSignal) -> None:
     context = multiprocessing.get_context("spawn")
     children: dict[int, multiprocessing.process.BaseProcess] = {}
 
@@ -140,10 +228,15 @@ def _serve_processes(settings: Settings, url: str, count: int, stop: threading.E
     while not stop.wait(0.5):
         for index, child in list(children.items()):
             if not child.is_alive():
-                logger.error("worker process died, restarting", extra={"scp_process": index, "exitcode": child.exitcode})
+                logger.error(
+                    "worker process died, restarting", extra={"scp_process": index, "exitcode": child.exitcode}
+                )
                 time.sleep(0.5)
                 spawn(index)
+    logger.info("stopping", extra={"signal": stop.signal_name})
     for child in children.values():
         child.terminate()
     for child in children.values():
         child.join(timeout=10)
+        if child.is_alive():  # a child stuck in shutdown must not keep the node from exiting
+            child.kill()

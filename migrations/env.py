@@ -5,7 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from dicomnode.db import models  # noqa: F401  (registers the tables on Base.metadata)
+from dicomnode.db import (
+    migrate,
+    models,  # noqa: F401  (registers the tables on Base.metadata)
+)
 from dicomnode.db.base import Base
 
 config = context.config
@@ -18,7 +21,9 @@ def run_migrations_online() -> None:
         raise RuntimeError("no database URL: run migrations through `dicomnode db upgrade`")
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata)
+        context.configure(
+            connection=connection, target_metadata=target_metadata, include_name=migrate.include_name
+        )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -276,6 +276,10 @@ def serve_env(**settings: str | int | Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMNODE_")}
     env["DICOMNODE_CONFIG"] = str(REPO_ROOT / "conf" / "dicomnode.yaml")
     env["PYTHONUNBUFFERED"] = "1"
+    # A free HTTP port unless the test names one: serve also runs DICOMweb, and two nodes
+    # (or a node and another test) must not fight over web.port's default.
+    env["DICOMNODE_WEB__PORT"] = str(get_port())
+    env["DICOMNODE_WEB__HOST"] = "127.0.0.1"
     env.update({f"DICOMNODE_{key}": str(value) for key, value in settings.items()})
     return env
 

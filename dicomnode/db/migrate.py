@@ -12,6 +12,16 @@ from dicomnode.db.session import sqlalchemy_url
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
+#: Tables in our database that Alembic does not model: procrastinate's (its schema is applied by
+#: revision 0002 from the SQL procrastinate ships, not from our models).
+FOREIGN_TABLE_PREFIXES = ("procrastinate_",)
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic ``include_name`` hook: leave procrastinate's tables out of autogenerate and checks."""
+    return not (type_ == "table" and name is not None and name.startswith(FOREIGN_TABLE_PREFIXES))
+
+
 def alembic_config(url: str) -> Config:
     """An Alembic config pointing at our migrations and the given database."""
     if not (MIGRATIONS_DIR / "env.py").is_file():

@@ -122,6 +122,10 @@ def start_scp(
     thread.start()
     logger.info(
         "DIMSE SCP listening",
-        extra={"ae_title": settings.ae_title, "address": f"{settings.host}:{settings.port}", "max_pdu": settings.max_pdu},
+        extra={
+            "ae_title": settings.ae_title,
+            "address": f"{settings.host}:{settings.port}",
+            "max_pdu": settings.max_pdu,
+        },
     )
     return server

@@ -14,13 +14,16 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session, aliased
 
 from dicomnode.db.models import Instance, Patient, Series, Study
 from dicomnode.store import paths
+
+_Column: TypeAlias = ColumnElement[Any] | QueryableAttribute[Any]
+_Select: TypeAlias = Select[*tuple[Any, ...]]
 
 
 class InvalidQuery(ValueError):
@@ -54,13 +57,20 @@ class Attribute:
 
     keyword: str
     level: Level
-    column: ColumnElement[Any]
+    column: _Column
     matching: Matching
 
 
-_study_series = select(func.count(Series.id)).where(Series.study_fk == Study.id).scalar_subquery()
+# Study counts as correlated subqueries over an alias, so they also work where series is joined.
+_in_study = aliased(Series)
+_study_series = (
+    select(func.count(_in_study.id)).where(_in_study.study_fk == Study.id).correlate(Study).scalar_subquery()
+)
 _study_instances = (
-    select(func.coalesce(func.sum(Series.instance_count), 0)).where(Series.study_fk == Study.id).scalar_subquery()
+    select(func.coalesce(func.sum(_in_study.instance_count), 0))
+    .where(_in_study.study_fk == Study.id)
+    .correlate(Study)
+    .scalar_subquery()
 )
 
 _ATTRIBUTES = (
@@ -158,13 +168,13 @@ def _regex_pattern(value: str) -> str:
     return "".join(parts)
 
 
-def _text(column: ColumnElement[Any], value: str) -> ColumnElement[bool]:
+def _text(column: _Column, value: str) -> ColumnElement[bool]:
     if "*" in value or "?" in value:
         return column.like(_like_pattern(value), escape="\\")
     return column == value
 
 
-def _name(column: ColumnElement[Any], value: str, *, fuzzy: bool) -> ColumnElement[bool]:
+def _name(column: _Column, value: str, *, fuzzy: bool) -> ColumnElement[bool]:
     if fuzzy:
         # Any component (family, given, middle..., or a word of one) starting with the value.
         return column.regexp_match("(^|[\\^= ])" + _regex_pattern(value), flags="i")
@@ -178,7 +188,7 @@ def _date(value: str, keyword: str) -> dt.date:
         raise InvalidQuery(f"{keyword}={value!r}: a date is YYYYMMDD (PS3.5 DA)") from None
 
 
-def _date_range(column: ColumnElement[Any], value: str, keyword: str) -> ColumnElement[bool]:
+def _date_range(column: _Column, value: str, keyword: str) -> ColumnElement[bool]:
     if value.count("-") > 1 or value == "-":
         raise InvalidQuery(f"{keyword}={value!r}: use YYYYMMDD, YYYYMMDD-YYYYMMDD, -YYYYMMDD or YYYYMMDD-")
     if "-" not in value:
@@ -202,7 +212,7 @@ def _time_bound(value: str, keyword: str, *, fill: str) -> str:
     return value.ljust(6, fill)[:6] if "." not in value else value
 
 
-def _time_range(column: ColumnElement[Any], value: str, keyword: str) -> ColumnElement[bool]:
+def _time_range(column: _Column, value: str, keyword: str) -> ColumnElement[bool]:
     if value.count("-") > 1 or value == "-":
         raise InvalidQuery(f"{keyword}={value!r}: use HHMMSS, HHMMSS-HHMMSS, -HHMMSS or HHMMSS-")
     low, _, high = value.partition("-") if "-" in value else (value, "", value)
@@ -214,14 +224,14 @@ def _time_range(column: ColumnElement[Any], value: str, keyword: str) -> ColumnE
     return and_(*conditions)
 
 
-def _integer(column: ColumnElement[Any], value: str, keyword: str) -> ColumnElement[bool]:
+def _integer(column: _Column, value: str, keyword: str) -> ColumnElement[bool]:
     try:
         return column == int(value)
     except ValueError:
         raise InvalidQuery(f"{keyword}={value!r}: an integer is expected") from None
 
 
-def _uids(column: ColumnElement[Any], value: str, keyword: str) -> ColumnElement[bool]:
+def _uids(column: _Column, value: str, keyword: str) -> ColumnElement[bool]:
     uids = _split_list(value)
     bad = [u for u in uids if not paths.is_valid_uid(u)]
     if bad:
@@ -255,7 +265,7 @@ def matchable(keyword: str, level: Level) -> bool:
     return attribute is not None and attribute.level <= level and attribute.matching is not Matching.RETURN
 
 
-def statement(query: Query) -> Select[Any]:
+def statement(query: Query) -> _Select:
     """The SELECT for ``query``; rows are labelled with keywords of :data:`ATTRIBUTES`.
 
     Raises
@@ -265,7 +275,8 @@ def statement(query: Query) -> Select[Any]:
     """
     level = query.level
     columns = [a.column.label(a.keyword) for a in attributes_at(level)]
-    stmt: Select[Any]
+    stmt: _Select
+    order: list[Any]
     if level is Level.STUDY:
         stmt = select(*columns).select_from(Study).join(Patient, Patient.id == Study.patient_fk)
         order = [Study.study_date.desc().nulls_last(), Study.study_time.desc(), Study.id.desc()]

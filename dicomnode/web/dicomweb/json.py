@@ -1,0 +1,155 @@
+"""Datasets to and from the DICOM JSON model (PS3.18 Annex F), through pydicom.
+
+pydicom writes the JSON (``Dataset.to_json_dict``); this module only decides which values go
+out as a BulkDataURI and what that URI is. A bulk value's URI names its place in the dataset:
+``{instance}/bulkdata/7FE00010`` at the top level, ``{instance}/bulkdata/00540016/0/00181072``
+inside sequence item 0. Large values are never read from disk to write metadata: the file
+is parsed with ``defer_size`` and deferred values are stood in for by a placeholder.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from pydicom import config as pydicom_config
+from pydicom import dcmread
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag, Tag
+
+#: Binary values longer than this many bytes are sent as BulkDataURI (PS3.18 F.2.7).
+BULK_DATA_THRESHOLD = 1024
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_PIXEL_DATA = 0x7FE00010
+#: Pixel Data, Float Pixel Data, Double Float Pixel Data: always bulk data, however small.
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, _PIXEL_DATA})
+
+
+def _vr_of(raw: RawDataElement, ds: Dataset) -> str:
+    vr = raw.VR or dictionary_VR(raw.tag)
+    if vr in ("OB or OW", "US or SS or OW"):
+        return "OW" if int(ds.get("BitsAllocated", 16) or 16) > 8 else "OB"
+    return str(vr)
+
+
+def _paths(ds: Dataset, prefix: str, found: dict[int, str]) -> None:
+    """Record id(element) -> bulk data path for every binary element, nested ones included."""
+    for tag in list(ds.keys()):
+        elem = ds[tag]  # converts raw elements in place, so to_json_dict sees these objects
+        path = f"{prefix}{int(tag):08X}"
+        if elem.VR == "SQ":
+            for number, item in enumerate(elem.value):
+                _paths(item, f"{path}/{number}/", found)
+        elif elem.VR in _BINARY_VRS:
+            found[id(elem)] = path
+
+
+def _stand_in_bulk(ds: Dataset) -> None:
+    """Replace pixel data and the values pydicom left on disk (``defer_size``) by a placeholder."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag, keep_deferred=True)
+        if isinstance(raw, RawDataElement) and raw.length and (raw.value is None or int(tag) in _PIXEL_TAGS):
+            placeholder = b"\0" * (BULK_DATA_THRESHOLD + 1)
+            ds[tag] = DataElement(tag, _vr_of(raw, ds), placeholder, validation_mode=pydicom_config.IGNORE)
+
+
+def to_json(ds: Dataset, *, bulk_data_uri: Callable[[str], str] | None) -> dict[str, Any]:
+    """The DICOM JSON object of ``ds``; binary values above the threshold as BulkDataURI.
+
+    Parameters
+    ----------
+    ds
+        The dataset (file meta is not part of it and is not written).
+    bulk_data_uri
+        Maps a bulk data path (``7FE00010``, ``00540016/0/00181072``) to its URI; None writes
+        every binary value inline.
+    """
+    if bulk_data_uri is None:
+        return ds.to_json_dict()
+    _stand_in_bulk(ds)
+    paths: dict[int, str] = {}
+    _paths(ds, "", paths)
+
+    def handler(elem: DataElement) -> str:
+        return bulk_data_uri(paths.get(id(elem), f"{int(elem.tag):08X}"))
+
+    return ds.to_json_dict(bulk_data_element_handler=handler, bulk_data_threshold=BULK_DATA_THRESHOLD * 4 // 3)
+
+
+def read_metadata(path: Path, *, bulk_data_uri: Callable[[str], str]) -> dict[str, Any]:
+    """The metadata of a stored instance as DICOM JSON, large values as BulkDataURIs."""
+    ds = dcmread(path, defer_size=BULK_DATA_THRESHOLD)
+    return to_json(ds, bulk_data_uri=bulk_data_uri)
+
+
+def from_json(obj: dict[str, Any], *, bulk_data_reader: Callable[[str], bytes] | None = None) -> Dataset:
+    """A dataset from a DICOM JSON object (``bulk_data_reader`` fetches BulkDataURI values)."""
+    if bulk_data_reader is None:
+        return Dataset.from_json(obj)
+    reader = bulk_data_reader
+    return Dataset.from_json(obj, bulk_data_uri_handler=lambda uri: reader(uri))
+
+
+@functools.cache
+def _tag_and_vr(keyword: str) -> tuple[BaseTag, str]:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise ValueError(f"{keyword} is not a DICOM keyword")
+    return Tag(tag), dictionary_VR(tag)
+
+
+def dataset(values: Iterable[tuple[str, Any]]) -> Dataset:
+    """A dataset from (keyword, value) pairs; values are not validated (index data is as received)."""
+    ds = Dataset()
+    for keyword, value in values:
+        tag, vr = _tag_and_vr(keyword)
+        ds.add(DataElement(tag, vr, value, validation_mode=pydicom_config.IGNORE))
+    return ds
+
+
+def parse_path(path: str) -> list[BaseTag | int]:
+    """Split a bulk data path into tags and item numbers.
+
+    Raises
+    ------
+    ValueError
+        When a component is neither an 8-digit hex tag nor an item number where one belongs.
+    """
+    steps: list[BaseTag | int] = []
+    for position, component in enumerate(path.strip("/").split("/")):
+        if position % 2 == 0:
+            if len(component) != 8:
+                raise ValueError(f"{component!r} is not a tag (8 hex digits)")
+            steps.append(Tag(int(component, 16)))
+        else:
+            steps.append(int(component))
+    if not steps:
+        raise ValueError("empty bulk data path")
+    return steps
+
+
+def bulk_value(ds: Dataset, steps: list[BaseTag | int]) -> DataElement:
+    """The element a parsed bulk data path leads to.
+
+    Raises
+    ------
+    KeyError
+        When the path leads nowhere in this dataset.
+    """
+    current = ds
+    for position in range(0, len(steps) - 1, 2):
+        sequence = current[steps[position]]
+        index = int(steps[position + 1])
+        if sequence.VR != "SQ" or not 0 <= index < len(sequence.value):
+            raise KeyError(f"no item {index} in {steps[position]}")
+        current = sequence.value[index]
+    return current[steps[-1]]
+
+
+def is_pixel_data(steps: list[BaseTag | int]) -> bool:
+    """True for the top-level Pixel Data path."""
+    return len(steps) == 1 and int(steps[0]) == _PIXEL_DATA
