@@ -147,9 +147,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "--quick 1)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke check: 60-slice CT, 3x20-slice MR, 1 run (the ratios are not meaningful)")
-    parser.add_argument("--processes", default="1",
-                        help="our node's SCP processes (DICOMNODE_NET__PROCESSES; 0 = one per core). A comma "
-                        "list benches each; the ratios use the first (default 1)")
+    parser.add_argument("--processes", default="0",
+                        help="our node's SCP processes (DICOMNODE_NET__PROCESSES; 0 = one per core, the node's "
+                        "default). A comma list benches each; the ratios use the first (default 0)")
     parser.add_argument("--receivers", default="dicomnode,storescp,orthanc",
                         help="comma list of receivers to run, from dicomnode, storescp, orthanc (default all; "
                         "a peer that is not installed is skipped)")

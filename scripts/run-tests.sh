@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # Run the whole test suite: installs what a fresh machine lacks (the venv with test extras;
-# DCMTK and dicom3tools from Debian when we are root and they are missing), checks the
-# layering and lint, then runs pytest. Extra arguments go to pytest.
+# DCMTK, dicom3tools and Chromium from Debian when we are root and they are missing; the viewer
+# page's node_modules when npm exists), checks the layering and lint, then runs pytest. Extra
+# arguments go to pytest.
 source "$(dirname "$0")/_venv.sh"
 
-if [ ! -x /usr/bin/storescu ] || [ ! -x /usr/bin/dciodvfy ]; then
+if [ ! -x /usr/bin/storescu ] || [ ! -x /usr/bin/dciodvfy ] || [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> installing DCMTK and dicom3tools (apt)" >&2
+    echo "==> installing DCMTK, dicom3tools and Chromium (apt)" >&2
     apt-get update -qq >&2 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk dicom3tools >&2 || \
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk dicom3tools chromium >&2 || \
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk chromium >&2
   else
-    echo "==> DCMTK missing and not root: tests marked dcmtk will skip (apt-get install dcmtk)" >&2
+    echo "==> DCMTK or Chromium missing and not root: tests marked dcmtk or browser may skip" \
+      "(apt-get install dcmtk dicom3tools chromium)" >&2
   fi
+fi
+
+# The cornerstone3D page of tests/e2e/test_viewer.py: npm ci once per package-lock.json change.
+if command -v npm >/dev/null && ! [ "$ROOT/viewer/node_modules/.package-lock.json" -nt "$ROOT/viewer/package-lock.json" ]; then
+  echo "==> npm ci (viewer/)" >&2
+  (cd "$ROOT/viewer" && npm ci --no-audit --no-fund --loglevel=error >&2) || \
+    echo "==> npm ci failed: tests marked browser will skip" >&2
 fi
 
 ensure_venv "test"
