@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dicomnode import __version__
+from dicomnode import __version__, cli_tokens
 from dicomnode.config import ConfigError, Settings, load_settings
 from dicomnode.logs import setup_logging
 
@@ -643,6 +643,16 @@ def trace(
             for d in step.deliveries:
                 error = f" ({d.last_error})" if d.last_error else ""
                 out.print(f"    -> {d.destination}: {d.state} after {d.attempts} attempt(s){error}")
+
+
+# --- tokens (admin API) ------------------------------------------------------------------------
+
+
+def _open_session(config: Path | None, verbose: bool) -> contextlib.AbstractContextManager[Any]:
+    return _session(_settings(config, verbose), verbose)
+
+
+app.add_typer(cli_tokens.build(_open_session, _actor), name="tokens")
 
 
 def main() -> None:

@@ -334,3 +334,19 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(Text, default="")
     reason: Mapped[str] = mapped_column(Text, default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class ApiToken(Base):
+    """An admin API token: its name and the sha256 of its secret (the secret itself is never stored)."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    #: Who holds it (``ci``, ``alice``); recorded as the author of every change made with it.
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    #: Hex sha256 of the whole token string.
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Set when revoked; the row stays, so the audit log's names keep meaning something.
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,7 +1,8 @@
 """The FastAPI application factory: ``create_app(settings)`` builds the HTTP service.
 
 It mounts DICOMweb under ``web.dicomweb_prefix`` (``/dicom-web``, where OHIF looks) with the
-configured authentication, CORS for browser viewers, and ``/healthz``. Behind a reverse proxy
+configured authentication, CORS for browser viewers, ``/healthz``, and the admin API under
+``/admin/api`` (API tokens; its OpenAPI and docs there too). Behind a reverse proxy
 that publishes the app under a path (``web.root_path``, e.g. ``/pacs``), URLs in answers
 (RetrieveURL, BulkDataURI) carry that path, whether or not the proxy strips it.
 """
@@ -22,7 +23,8 @@ from dicomnode import __version__
 from dicomnode.config import Settings
 from dicomnode.db.session import make_engine, make_sessionmaker
 from dicomnode.store.ingest import Ingestor
-from dicomnode.web import auth, dicomweb, health, problem
+from dicomnode.web import admin, auth, dicomweb, health, problem
+from dicomnode.web.admin import api as admin_api
 from dicomnode.web.cache import MetadataCache
 from dicomnode.web.deps import Services
 
@@ -97,6 +99,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         dependencies=[Depends(check)] if check is not None else [],
     )
     app.include_router(health.router)
+    admin_api.install(app, prefix=admin.PREFIX)
     origins = settings.web.cors_origins
     if origins:
         app.add_middleware(
