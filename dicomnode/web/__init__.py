@@ -1,7 +1,7 @@
-"""The HTTP service: DICOMweb (QIDO-RS, WADO-RS, STOW-RS) and health, built by ``create_app``.
+"""The HTTP service: DICOMweb (QIDO-RS, WADO-RS, STOW-RS), the admin API and health, built by ``create_app``.
 
-May import ``dicomnode.store``, ``dicomnode.db`` and the ground floor (config, errors, logs);
-never ``dicomnode.net``.
+May import ``dicomnode.jobs`` (deferring by name), ``routing``, ``provenance``, ``dispatch``,
+``store``, ``db`` and the ground floor (config, errors, logs); never ``dicomnode.net``.
 """
 
 from __future__ import annotations
