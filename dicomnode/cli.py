@@ -599,6 +599,7 @@ def rules_dry_run(
             out.print(f"  - {reason}")
 
 
+@app.command("provenance", help="Same as trace: the full provenance chain of an instance.")
 @app.command()
 def trace(
     sop_instance_uid: Annotated[str, typer.Argument(help="SOP Instance UID of an output or an input.")],

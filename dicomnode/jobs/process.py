@@ -105,6 +105,23 @@ def _algorithm(pipeline: Any, params: Mapping[str, Any]) -> AlgorithmInfo:
         raise PermanentFailure(f"parameters refused by {pipeline.name}: {exc}") from exc
 
 
+#: Private block (PS3.5 7.8) in which every output carries the id of the run that made it.
+PRIVATE_GROUP = 0x0071
+PRIVATE_CREATOR = "DICOMNODE PROVENANCE"
+RUN_ID_ELEMENT = 0x01  # (0071,xx01) LO: run id, the key of `dicomnode provenance`
+
+
+def stamp_run(ds: Dataset, run_id: int) -> None:
+    """Write the run id into an output: a private element for machines, and the
+    ContributingEquipment description the writers made for people."""
+    block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
+    block.add_new(RUN_ID_ELEMENT, "LO", str(run_id))
+    for item in ds.get("ContributingEquipmentSequence", []):
+        if str(item.get("Manufacturer", "")) == "dicomnode":
+            description = str(item.get("ContributionDescription", "")).strip()
+            item.ContributionDescription = f"{description}; dicomnode run {run_id}".lstrip("; ")[:1024]
+
+
 def _encode(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
@@ -211,6 +228,7 @@ def _process(services: Services, run_id: int, started: _Started) -> RunOutcome:
     origin = origin_for(settings, run_id)
     stored = []
     for ds in result.datasets:
+        stamp_run(ds, run_id)
         filed = services.ingestor.ingest(_encode(ds), origin=origin)
         stored.append(record.StoredOutput(filed.sop_instance_uid, filed.series_instance_uid, filed.sha256))
     with services.sessions() as session:

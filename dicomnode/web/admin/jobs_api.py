@@ -138,6 +138,7 @@ def retry_delivery(
 
 
 @router.get("/trace/{sop_instance_uid}", tags=["provenance"])
+@router.get("/provenance/{sop_instance_uid}", tags=["provenance"])
 def trace(sop_instance_uid: str, session: SessionDep) -> dict[str, Any]:
     """Lineage of an instance: the runs that made it (rule version, pipeline, inputs, deliveries) and read it."""
     chain = lineage.trace(session=session, sop_instance_uid=sop_instance_uid)

@@ -20,6 +20,7 @@ from dicomnode.db.models import (
     RunState,
     Series,
 )
+from dicomnode.jobs.process import PRIVATE_CREATOR, PRIVATE_GROUP, RUN_ID_ELEMENT
 from dicomnode.jobs.worker import BackgroundWorker
 from dicomnode.provenance import lineage
 from tests.helpers import wait_for
@@ -75,6 +76,10 @@ def test_series_is_routed_processed_stored_provenanced_and_delivered(
     received = pydicom.dcmread(storescp.received()[0])
     assert received.SOPInstanceUID == output.sop_instance_uid
     assert received.StudyInstanceUID == series[0].StudyInstanceUID
+    # the output carries its run id: a private element for machines, the equipment text for people
+    block = received.private_block(PRIVATE_GROUP, PRIVATE_CREATOR)
+    assert block[RUN_ID_ELEMENT].value == str(run.id)
+    assert f"dicomnode run {run.id}" in received.ContributingEquipmentSequence[0].ContributionDescription
     with sessions() as session:
         delivery = session.scalars(select(Delivery)).one()
         assert (delivery.state, delivery.attempts, delivery.last_error) == (DeliveryState.SENT, 1, "")

@@ -62,3 +62,5 @@ def test_a_failed_run_is_listed_and_retried(admin: Admin, jobs_factory, db_url: 
     step = chain["used_by"][0]
     assert step["rule_name"] == "ct-montage" and "no_such_pipeline" in step["failure_reason"]
     assert admin.call("GET", "/trace/1.2.3.4").json()["error"] == "NotFound"
+    # /provenance is the same chain under the name the issue gives it
+    assert admin.call("GET", f"/provenance/{series[0].SOPInstanceUID}").json() == chain
