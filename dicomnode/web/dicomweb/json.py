@@ -53,8 +53,11 @@ def _stand_in_bulk(ds: Dataset) -> None:
     for tag in list(ds.keys()):
         raw = ds.get_item(tag, keep_deferred=True)
         if isinstance(raw, RawDataElement) and raw.length and (raw.value is None or int(tag) in _PIXEL_TAGS):
+            vr = _vr_of(raw, ds)
+            if vr not in _BINARY_VRS and int(tag) not in _PIXEL_TAGS:
+                continue  # a large sequence (SEG frames, SR content) or text: read it as usual
             placeholder = b"\0" * (BULK_DATA_THRESHOLD + 1)
-            ds[tag] = DataElement(tag, _vr_of(raw, ds), placeholder, validation_mode=pydicom_config.IGNORE)
+            ds[tag] = DataElement(tag, vr, placeholder, validation_mode=pydicom_config.IGNORE)
 
 
 def to_json(ds: Dataset, *, bulk_data_uri: Callable[[str], str] | None) -> dict[str, Any]:
