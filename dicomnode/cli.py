@@ -100,11 +100,14 @@ def serve(
     )
     setup_logging(level=settings.log.level, fmt=settings.log.format, debug_dimse=settings.log.debug_dimse)
     from dicomnode import serve as serving
+    from dicomnode.routing.rules import RuleInvalid
 
     try:
         serving.serve(settings, worker=worker, web=web)
     except serving.DatabaseNotReady as exc:
         _fail(str(exc), verbose=verbose)
+    except RuleInvalid as exc:
+        _fail(f"{settings.jobs.rules_file} (jobs.rules_file): {exc}", verbose=verbose, code=2)
     except OSError as exc:
         _fail(
             f"cannot serve: {exc} (is port {settings.net.port} or {settings.web.port} in use? "
@@ -318,14 +321,18 @@ def worker(
     settings = _settings(config, verbose, jobs=jobs, log=log)
     setup_logging(level=settings.log.level, fmt=settings.log.format, debug_dimse=settings.log.debug_dimse)
     from dicomnode.jobs import worker as workers
-    from dicomnode.serve import DatabaseNotReady, check_schema, database_url
+    from dicomnode.routing.rules import RuleInvalid
+    from dicomnode.serve import DatabaseNotReady, check_schema, database_url, seed_rules
 
     try:
         with database_url(settings) as url:
             check_schema(url)
+            seed_rules(settings, url)
             workers.run_foreground(settings, url, queues=queue or None, name=name)
     except DatabaseNotReady as exc:
         _fail(str(exc), verbose=verbose)
+    except RuleInvalid as exc:
+        _fail(f"{settings.jobs.rules_file} (jobs.rules_file): {exc}", verbose=verbose, code=2)
 
 
 @jobs_app.callback(invoke_without_command=True)

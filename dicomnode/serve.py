@@ -123,17 +123,30 @@ def _child(settings: Settings, url: str, index: int) -> None:
     node.stop()
 
 
-def _start_jobs(settings: Settings, url: str) -> BackgroundWorker:
-    """Seed the rule table on the first start, then run a job worker (and the completion sweep) in a thread."""
-    from dicomnode.jobs import admin, worker
+def seed_rules(settings: Settings, url: str) -> None:
+    """Load ``jobs.rules_file`` into an empty rule table: the first start of any node process.
+
+    Front ends and workers may start at once, so the check-and-load runs under a transaction
+    advisory lock; whoever comes second finds the table filled.
+    """
+    from sqlalchemy import text
+
+    from dicomnode.jobs import admin
 
     engine = make_engine(url, pool_size=1)
     try:
         with make_sessionmaker(engine)() as session:
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtext('dicomnode.seed_rules'))"))
             admin.seed_rules(session=session, path=settings.jobs.rules_file)
             session.commit()
     finally:
         engine.dispose()
+
+
+def _start_jobs(settings: Settings, url: str) -> BackgroundWorker:
+    """Run a job worker (and the completion sweep) in a thread."""
+    from dicomnode.jobs import worker
+
     return worker.BackgroundWorker(settings, url).start()
 
 
@@ -190,6 +203,7 @@ def serve(settings: Settings, *, worker: bool = True, web: bool = True) -> None:
         store_root = settings.store.root.resolve()
         store_root.mkdir(parents=True, exist_ok=True)
         threading.Thread(target=files.remove_partials, args=(store_root,), daemon=True).start()
+        seed_rules(settings, url)
         http = _start_web(settings, url) if web else None
         jobs = _start_jobs(settings, url) if worker else None
         try:

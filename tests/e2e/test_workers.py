@@ -146,7 +146,8 @@ def cluster(db_url: str, tmp_path: Path) -> Iterator[Cluster]:
         JOBS__DELETE_SUCCEEDED_JOBS="false", JOBS__RETRY_BACKOFF_SECONDS=0.2, JOBS__RETRY_MAX_BACKOFF_SECONDS=1,
         DESTINATIONS=json.dumps([storescp.destination()]),
     )
-    # `serve --no-worker` does not seed the rule table (only the embedded worker's start does): import
+    # Every node process seeds an empty rule table from jobs.rules_file at start; importing first
+    # makes the rules (and their author) explicit and leaves the seed nothing to do.
     imported = subprocess.run(
         dicomnode_command("rules", "import", str(rules), "--author", "test"), env=env, cwd=tmp_path,
         capture_output=True, text=True, timeout=60,
