@@ -154,6 +154,34 @@ def handle_requested(event: evt.Event, settings: NetSettings, log: AssociationLo
         log.opened(calling=calling, called=called, host=host, port=port, outcome="rejected", reason=reason)
 
 
+_REJECT_REASONS = {
+    (0x02, 0x03, 0x02): "local limit exceeded: net.max_associations associations already open",
+    (0x01, 0x01, 0x07): "called AE title not recognised",
+    (0x01, 0x01, 0x03): "calling AE title not recognised",
+}
+
+
+def handle_rejected(event: evt.Event, log: AssociationLog) -> None:
+    """EVT_REJECTED: log the associations pynetdicom itself rejected (e.g. too many at once).
+
+    Our own allowlist rejections are logged by ``handle_requested``; pynetdicom does not fire
+    this event for them.
+    """
+    calling, host, port = _peer(event)
+    answer = event.assoc.acceptor.primitive
+    key = (answer.result, answer.result_source, answer.diagnostic) if answer is not None else None
+    reason = _REJECT_REASONS.get(key, f"rejected (result, source, reason) = {key}")  # type: ignore[arg-type]
+    logger.warning("association rejected", extra={"calling_ae_title": calling, "peer": host, "reason": reason})
+    log.opened(
+        calling=calling,
+        called=event.assoc.acceptor.ae_title.strip(),
+        host=host,
+        port=port,
+        outcome="rejected",
+        reason=reason,
+    )
+
+
 def handle_accepted(event: evt.Event, log: AssociationLog, poll_interval: float) -> None:
     """EVT_ACCEPTED: open the association's log row; set how often its DUL thread polls.
 

@@ -92,6 +92,7 @@ def event_handlers(
     """The (event, handler, args) bindings of our SCP; C-FIND/C-MOVE/C-GET when given an ``archive``."""
     return [
         (evt.EVT_REQUESTED, handlers.handle_requested, [settings, log]),
+        (evt.EVT_REJECTED, handlers.handle_rejected, [log]),
         (evt.EVT_ACCEPTED, handlers.handle_accepted, [log, settings.poll_interval]),
         (evt.EVT_RELEASED, handlers.handle_closed, [log]),
         (evt.EVT_ABORTED, handlers.handle_closed, [log]),

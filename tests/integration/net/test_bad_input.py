@@ -266,6 +266,9 @@ def test_max_associations_rejects_the_next_one(node_factory) -> None:  # type: i
     finally:
         first.release()  # type: ignore[attr-defined]
     assert wait_for(lambda: c_echo(node, calling_ae_title="THIRD") == status.SUCCESS)
+    # the refusal is in the association log, with its reason
+    rows = wait_for(lambda: logged_rejections(node))
+    assert rows and rows[0].calling_ae_title == "SECOND" and "max_associations" in rows[0].reason
 
 
 # -- duplicates --------------------------------------------------------------------------------
