@@ -1,6 +1,6 @@
 """``dicomnode tokens``: create (printed once), list and revoke the admin API's tokens.
 
-``cli.py`` builds this sub-app with its session opener and actor, so settings are loaded and the
+``cli/__init__.py`` builds this sub-app with its session opener and actor, so settings are loaded and the
 database is reached exactly as for the other commands.
 """
 
@@ -75,7 +75,10 @@ def build(open_session: OpenSession, actor: Callable[[str | None], str]) -> type
 
         for row in rows:
             table.add_row(
-                row.name, "yes" if row.active else "no", when(row.created_at), when(row.last_used_at),
+                row.name,
+                "yes" if row.active else "no",
+                when(row.created_at),
+                when(row.last_used_at),
                 when(row.revoked_at),
             )
         _out.print(table)
