@@ -1,7 +1,7 @@
 """Node settings: one validated model loaded from conf/dicomnode.yaml and DICOMNODE_* variables.
 
 Precedence, highest first: values passed by the CLI, environment (``DICOMNODE_NET__PORT``),
-the YAML file, the defaults below. Nothing here reads settings at import time; ``cli.py``
+the YAML file, the defaults below. Nothing here reads settings at import time; ``dicomnode.cli``
 calls :func:`load_settings` once and passes sections down.
 """
 
