@@ -346,6 +346,9 @@ class Pipeline(ABC):
         pipeline that declares ``weights_required = False``.
     device : str, optional
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    verify_weights : bool, optional
+        Refuse weights whose sha256 the manifest beside them does not list (default True;
+        see :mod:`ai_pipelines.nn.weights`). Ignored by pipelines without weights.
 
     Raises
     ------
@@ -373,13 +376,14 @@ class Pipeline(ABC):
             raise TypeError(f"pipeline {cls.__qualname__} does not declare {', '.join(missing)}")
         _check_declaration(cls)
 
-    def __init__(self, weights: Path | None = None, device: str = "cpu") -> None:
+    def __init__(self, weights: Path | None = None, device: str = "cpu", *, verify_weights: bool = True) -> None:
         if not _DEVICE.match(device):
             raise ValueError(f"device={device!r}; expected cpu, cuda, cuda:N or mps")
         if weights is None and self.weights_required:
             raise ValueError(f"pipeline {self.name!r} needs weights (a file or bundle path)")
         self.weights: Path | None = None if weights is None else Path(weights)
         self.device = device
+        self.verify_weights = verify_weights
 
     @abstractmethod
     def run(self, series: SeriesInput, *, algorithm: AlgorithmInfo) -> PipelineResult:

@@ -356,8 +356,11 @@ class JobsSettings(_Section):
     device: str = "auto"
     #: Pipelines whose runs go to the gpu queue; the others go to the cpu queue.
     gpu_pipelines: list[str] = Field(default_factory=list)
-    #: Where weights live: <weights_dir>/<pipeline>.pt, or a directory <weights_dir>/<pipeline>.
-    weights_dir: Path = Path("ai_pipelines/weights")
+    #: Where weights live: <weights_dir>/<pipeline>.pt, or a MONAI bundle <weights_dir>/<pipeline>/;
+    #: unset: the reference weights shipped in ai_pipelines/weights.
+    weights_dir: Path | None = None
+    #: Refuse weights whose sha256 the manifest.json beside them does not list.
+    verify_weights: bool = True
     #: Routing rules loaded into an empty rule table at the first start; the database owns them after.
     rules_file: Path = Path("conf/rules.yaml")
 

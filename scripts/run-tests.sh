@@ -5,11 +5,14 @@
 # arguments go to pytest.
 source "$(dirname "$0")/_venv.sh"
 
-if [ ! -x /usr/bin/storescu ] || [ ! -x /usr/bin/dciodvfy ] || [ ! -x /usr/bin/chromium ]; then
+# Real anatomy the AI pipelines' training data and evaluation build on: a head CT
+# (invesalius-examples) and the colin27 T1 brain (mricron-data).
+if [ ! -x /usr/bin/storescu ] || [ ! -x /usr/bin/dciodvfy ] || [ ! -x /usr/bin/chromium ] || \
+   [ ! -f /usr/share/doc/invesalius-examples/examples/Cranium.inv3 ] || [ ! -d /usr/share/mricron ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "==> installing DCMTK, dicom3tools and Chromium (apt)" >&2
     apt-get update -qq >&2 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk dicom3tools chromium >&2 || \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk dicom3tools chromium invesalius-examples mricron-data >&2 || \
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk chromium >&2
   else
     echo "==> DCMTK or Chromium missing and not root: tests marked dcmtk or browser may skip" \
@@ -24,7 +27,7 @@ if command -v npm >/dev/null && ! [ "$ROOT/viewer/node_modules/.package-lock.jso
     echo "==> npm ci failed: tests marked browser will skip" >&2
 fi
 
-ensure_venv "test"
+ensure_venv "test,ai"
 cd "$ROOT"
 echo "==> import layering (lint-imports)" >&2
 "$VENV/bin/lint-imports" --no-cache >&2

@@ -31,6 +31,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from sqlalchemy import select
 
+import ai_pipelines
 from ai_pipelines import registry
 from ai_pipelines.base import PipelineInputError, SeriesInput
 from ai_pipelines.provenance import AlgorithmInfo
@@ -92,8 +93,13 @@ def resolve_device(setting: str, queue: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def weights_path(weights_dir: Path, pipeline_name: str) -> Path:
-    """``<dir>/<name>.pt`` when it exists, else ``<dir>/<name>`` (a bundle directory, or nothing)."""
+def weights_path(weights_dir: Path | None, pipeline_name: str) -> Path:
+    """``<dir>/<name>.pt`` when it exists, else ``<dir>/<name>`` (a bundle directory, or nothing).
+
+    ``None`` is the folder of reference weights shipped in the ai_pipelines package.
+    """
+    if weights_dir is None:
+        weights_dir = Path(ai_pipelines.__file__).resolve().parent / "weights"
     checkpoint = weights_dir / f"{pipeline_name}.pt"
     return checkpoint if checkpoint.is_file() else weights_dir / pipeline_name
 
@@ -214,7 +220,8 @@ def _process(services: Services, run_id: int, started: _Started) -> RunOutcome:
     began = time.monotonic()
     pipeline_cls = registry.load(started.pipeline_name, built_ins=services.pipelines)
     device = resolve_device(settings.jobs.device, started.queue)
-    pipeline = pipeline_cls(weights_path(settings.jobs.weights_dir, started.pipeline_name), device)
+    pipeline = pipeline_cls(weights_path(settings.jobs.weights_dir, started.pipeline_name), device,
+                            verify_weights=settings.jobs.verify_weights)
     algorithm = _algorithm(pipeline, started.params)
     series = SeriesInput(tuple(pydicom.dcmread(path) for path in started.files))
     result = pipeline.run(series, algorithm=algorithm)
