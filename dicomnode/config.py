@@ -198,6 +198,9 @@ class WebSettings(_Section):
     max_upload_mb: int = Field(2048, ge=1)
     #: Memory for cached instance metadata (DICOM JSON) per process, in MB; 0 turns it off.
     metadata_cache_mb: int = Field(64, ge=0)
+    #: Processes that read headers in parallel for large metadata requests; 0: one per core
+    #: (none on a single core), 1: read in the request's thread.
+    metadata_workers: int = Field(0, ge=0, le=64)
 
     @field_validator("dicomweb_prefix", "root_path")
     @classmethod

@@ -9,6 +9,7 @@ that publishes the app under a path (``web.root_path``, e.g. ``/pacs``), URLs in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from dicomnode.web import admin, auth, dicomweb, health, problem
 from dicomnode.web.admin import api as admin_api
 from dicomnode.web.cache import MetadataCache
 from dicomnode.web.deps import Services
+from dicomnode.web.dicomweb.metadata_pool import MetadataPool, worker_count
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +82,19 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         sessions=sessions,
         ingestor=Ingestor(settings=settings.store, sessions=sessions),
         metadata_cache=MetadataCache(settings.web.metadata_cache_mb * 2**20),
+        metadata_pool=MetadataPool(worker_count(settings.web.metadata_workers)),
     )
     dispose = engine.dispose
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owns_engine:
-            dispose()
+        await asyncio.to_thread(services.metadata_pool.start)
+        try:
+            yield
+        finally:
+            services.metadata_pool.close()
+            if owns_engine:
+                dispose()
 
     app = FastAPI(title="dicomnode", version=__version__, lifespan=lifespan)
     app.state.services = services

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
@@ -22,6 +22,9 @@ from dicomnode.store.ingest import Ingestor
 from dicomnode.web.cache import MetadataCache
 from dicomnode.web.problem import bad_request
 
+if TYPE_CHECKING:  # the pool imports the DICOMweb package, which imports this module
+    from dicomnode.web.dicomweb.metadata_pool import MetadataPool
+
 
 @dataclass(frozen=True, slots=True)
 class Services:
@@ -32,6 +35,7 @@ class Services:
     sessions: sessionmaker[Session]
     ingestor: Ingestor
     metadata_cache: MetadataCache
+    metadata_pool: MetadataPool
 
     @property
     def store_root(self) -> Path:

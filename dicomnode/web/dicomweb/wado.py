@@ -23,6 +23,7 @@ from dicomnode.store.search import StoredInstance
 from dicomnode.web.deps import DicomwebUrlDep, ServicesDep, SessionDep, check_uid
 from dicomnode.web.dicomweb import json as dicom_json
 from dicomnode.web.dicomweb import media, transcode
+from dicomnode.web.dicomweb.metadata_pool import PARALLEL_FROM
 from dicomnode.web.dicomweb.multipart import MultipartWriter, content_type
 from dicomnode.web.problem import Problem, bad_request, not_acceptable, not_found
 
@@ -152,6 +153,10 @@ def retrieve_instance(
     return _retrieve(request, services, base, find(session, study, series, instance))
 
 
+#: Instances looked up in the cache (and read in parallel on a miss) at a time.
+_METADATA_BATCH = 512
+
+
 def _read_metadata(path: Path, bulk_data_uri: Callable[[str], str]) -> dict[str, Any]:
     return dicom_json.read_metadata(path, bulk_data_uri=bulk_data_uri)
 
@@ -164,21 +169,25 @@ def _metadata(request: Request, services: ServicesDep, base: str, instances: lis
 
     def items() -> Iterator[bytes]:
         # Yield about 256 KiB at a time: each yield costs a hop to a worker thread and back.
+        # Batches of instances go through the cache together so that misses are read in parallel.
         pending: list[str] = []
         size, opened = 0, False
-        for instance in instances:
-            try:
-                item = cache.metadata(
-                    root / instance.file_path, instance_url=instance_url(base, instance), read=_read_metadata
-                )
-            except Exception:  # one unreadable file must not end the response for the others
-                logger.exception("instance skipped in metadata", extra={"sop_instance_uid": instance.sop_instance_uid})
-                continue
-            pending.append(item)
-            size += len(item)
-            if size > 256 * 1024:
-                yield (b"," if opened else b"[") + ",".join(pending).encode("utf-8")
-                opened, pending, size = True, [], 0
+        for start in range(0, len(instances), _METADATA_BATCH):
+            batch = instances[start:start + _METADATA_BATCH]
+            texts = cache.metadata_many(
+                [(root / instance.file_path, instance_url(base, instance)) for instance in batch],
+                read=_read_metadata, parallel=services.metadata_pool, parallel_from=PARALLEL_FROM,
+            )
+            for instance, item in zip(batch, texts, strict=True):
+                if isinstance(item, Exception):  # one unreadable file must not end the response for the others
+                    logger.error("instance skipped in metadata", exc_info=item,
+                                 extra={"sop_instance_uid": instance.sop_instance_uid})
+                    continue
+                pending.append(item)
+                size += len(item)
+                if size > 256 * 1024:
+                    yield (b"," if opened else b"[") + ",".join(pending).encode("utf-8")
+                    opened, pending, size = True, [], 0
         tail = ",".join(pending).encode("utf-8")
         yield (b"," if opened and tail else b"" if opened else b"[") + tail + b"]"
 
