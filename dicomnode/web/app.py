@@ -9,7 +9,6 @@ that publishes the app under a path (``web.root_path``, e.g. ``/pacs``), URLs in
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -88,7 +87,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await asyncio.to_thread(services.metadata_pool.start)
+        services.metadata_pool.start_in_background()
         try:
             yield
         finally:

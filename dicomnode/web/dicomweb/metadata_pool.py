@@ -13,6 +13,7 @@ import json
 import logging
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -62,15 +63,27 @@ class MetadataPool:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._executor: ProcessPoolExecutor | None = None
+        self._starting = threading.Lock()
+        self._closed = False
 
     @property
     def running(self) -> bool:
         return self._executor is not None
 
+    def start_in_background(self) -> threading.Thread:
+        """:meth:`start` in a thread, so that the app serves at once (in-thread until the pool runs)."""
+        thread = threading.Thread(target=self.start, name="metadata-pool-start", daemon=True)
+        thread.start()
+        return thread
+
     def start(self) -> None:
         """Start the processes and have each import its modules now, not on the first request."""
-        if self.workers <= 1 or self._executor is not None:
-            return
+        with self._starting:
+            if self.workers <= 1 or self._executor is not None or self._closed:
+                return
+            self._start()
+
+    def _start(self) -> None:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["dicomnode.web.dicomweb.metadata_pool"])
         executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_initialise)
@@ -86,21 +99,26 @@ class MetadataPool:
 
     def read(self, paths: list[Path], placeholder: str) -> list[str | None]:
         """JSON texts for ``paths`` in order (None where a worker could not read one)."""
-        if self._executor is None:
-            raise RuntimeError("MetadataPool.read before start()")
+        executor = self._executor
+        if executor is None:  # not started yet, or closed: the caller reads them itself
+            return [None] * len(paths)
         size = -(-len(paths) // self.workers)
         chunks = [[str(p) for p in paths[i:i + size]] for i in range(0, len(paths), size)]
         try:
-            futures = [self._executor.submit(_read_chunk, chunk, placeholder) for chunk in chunks]
+            futures = [executor.submit(_read_chunk, chunk, placeholder) for chunk in chunks]
             return [text for future in futures for text in future.result()]
         except BrokenProcessPool:
             # A worker died (killed, out of memory): go on without the pool rather than fail requests.
             logger.exception("metadata workers broke; reading headers in the request thread from now on")
             self.close()
             return [None] * len(paths)
+        except RuntimeError:  # closed by the app's shutdown meanwhile
+            return [None] * len(paths)
 
     def close(self) -> None:
         """Stop the processes (the pool reads nothing more; callers fall back to their thread)."""
-        executor, self._executor = self._executor, None
+        with self._starting:
+            self._closed = True
+            executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)

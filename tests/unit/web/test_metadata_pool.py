@@ -78,3 +78,28 @@ def test_worker_count() -> None:
 
 def read_metadata_for_cache(path: Path, bulk_data_uri):  # type: ignore[no-untyped-def]
     return read_metadata(path, bulk_data_uri=bulk_data_uri)
+
+
+def test_a_killed_worker_costs_speed_not_answers(files: list[Path]) -> None:
+    import os
+    import signal
+
+    pool = MetadataPool(2)
+    pool.start()
+    try:
+        victim = next(iter(pool._executor._processes))  # type: ignore[union-attr]
+        os.kill(victim, signal.SIGKILL)
+        items = [(p, _url(p)) for p in files]
+        results = MetadataCache(2**20).metadata_many(items, read=read_metadata_for_cache, parallel=pool,
+                                                     parallel_from=PARALLEL_FROM)
+        assert all(isinstance(text, str) for text in results)
+        assert not pool.running  # the broken pool was closed; later requests read in-thread
+    finally:
+        pool.close()
+
+
+def test_closed_pool_never_starts() -> None:
+    pool = MetadataPool(2)
+    pool.close()
+    pool.start_in_background().join(timeout=30)
+    assert not pool.running
