@@ -105,8 +105,8 @@ class NetSettings(_Section):
     network_timeout: float = Field(60.0, gt=0)
     #: Seconds to wait for a DIMSE message inside an association.
     dimse_timeout: float = Field(60.0, gt=0)
-    #: Seconds an association's network thread sleeps when idle: lower is faster per
-    #: instance and costs more CPU per open association (pynetdicom's default is 0.001).
+    #: Seconds an association's network and reactor threads sleep when idle: lower is faster
+    #: per instance and costs more CPU per open association (pynetdicom's default is 0.001).
     poll_interval: float = Field(0.0002, gt=0, le=0.01)
 
     @field_validator("ae_title")

@@ -78,7 +78,7 @@ class RunningNode:
 
 def start_in_process(settings: Settings, url: str, *, reuse_port: bool = False) -> RunningNode:
     """Start the SCP in this process (threads), using database ``url``."""
-    scp.configure_pynetdicom(debug_dimse=settings.log.debug_dimse)
+    scp.configure_pynetdicom(debug_dimse=settings.log.debug_dimse, reactor_interval=settings.net.poll_interval)
     engine = make_engine(url, pool_size=max(settings.db.pool_size, settings.net.max_associations))
     sessions = make_sessionmaker(engine)
     ingestor = Ingestor(settings=settings.store, sessions=sessions)
