@@ -167,7 +167,8 @@ def _tumour(
 ) -> np.ndarray:
     """Grow a tumour with oedema in the white matter; return BraTS labels."""
     labels = np.zeros(t1.shape, dtype=np.uint8)
-    head = t1 > 0.3 * template.csf
+    # filled, so that depth is measured from the outside of the head, not from CSF or a dark skull
+    head = ndimage.binary_fill_holes(ndimage.binary_closing(t1 > 0.3 * template.csf, iterations=2))
     depth = ndimage.distance_transform_edt(head, sampling=spacing)
     whiteness = (t1 - template.csf) / (template.wm - template.csf)
     candidates = np.argwhere((depth > 28.0) & (whiteness > 0.7))
