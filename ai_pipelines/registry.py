@@ -30,7 +30,11 @@ ENTRY_POINT_GROUP = "dicomnode.pipelines"
 
 #: Pipelines shipped with this package, name -> "module:Class" (imported lazily).
 BUILT_INS: Mapping[str, str] = MappingProxyType({
+    "brain_tumour_seg": "ai_pipelines.brain_tumour_seg.pipeline:BrainTumourSegmentation",
+    "denoise": "ai_pipelines.denoise.pipeline:DenoisePipeline",
     "key_image_montage": "ai_pipelines.montage.pipeline:KeyImageMontage",
+    "lung_nodules": "ai_pipelines.lung_nodules.pipeline:LungNodules",
+    "synth_ct": "ai_pipelines.synth_ct.pipeline:SynthCT",
 })
 
 

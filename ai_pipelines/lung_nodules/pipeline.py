@@ -24,10 +24,12 @@ Parameters (``AlgorithmInfo.parameters``; unknown names are refused):
     Saliency Secondary Captures, one per nodule, strongest first.
 
 Refused: a modality other than CT, results and the node's own outputs, slices more than
-3 mm apart, pixels larger than 2 mm, and stacks shorter than 30 mm.
+3 mm apart, pixels larger than 2.5 mm, and stacks shorter than 30 mm.
 
-Bench: :meth:`LungNodules.forward_only` times the bare network over a normalised volume
-on the network grid (sliding window), without decoding, resampling, peaks or writing.
+Bench: :meth:`LungNodules.bare_forward` re-runs the bare network (sliding window) on the
+input of the last :meth:`~LungNodules.run` (normalised, on the 1.5 mm grid), without
+decoding, resampling, peaks, saliency or writing; :meth:`LungNodules.forward_only` does the
+same on an input given to it.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ __all__ = ["CT_CHEST", "LungNodules", "NoduleParameters"]
 #: Procedure reported (CID 100): LOINC "CT Chest".
 CT_CHEST = Code("24627-2", "LN", "CT Chest")
 MAX_SLICE_GAP_MM = 3.0
-MAX_PIXEL_MM = 2.0
+MAX_PIXEL_MM = 2.5
 MIN_EXTENT_MM = 30.0
 
 
@@ -137,6 +139,8 @@ class LungNodules(TorchPipeline):
     accepts: ClassVar[InputSpec] = InputSpec(modalities=frozenset({"CT"}), min_slices=10)
     produces: ClassVar[frozenset[OutputKind]] = frozenset({OutputKind.SR, OutputKind.SEG, OutputKind.SC})
 
+    _last_input: np.ndarray | None = None
+
     @classmethod
     def build_network(cls, overrides: Mapping[str, Any]) -> torch.nn.Module:
         """The heat-map UNet (:func:`~ai_pipelines.lung_nodules.model.build_network`)."""
@@ -149,6 +153,18 @@ class LungNodules(TorchPipeline):
         """
         heat, seg = predict(self.loaded().network, np.asarray(image, dtype=np.float32), self.torch_device)
         return np.stack([heat, seg])
+
+    def bare_forward(self) -> np.ndarray:
+        """:meth:`forward_only` on the network input of the last :meth:`run` (for the bench).
+
+        Raises
+        ------
+        RuntimeError
+            If nothing has run yet.
+        """
+        if self._last_input is None:
+            raise RuntimeError("bare_forward() needs a run() first")
+        return self.forward_only(self._last_input)
 
     def run(self, series: SeriesInput, *, algorithm: AlgorithmInfo) -> PipelineResult:
         """Detect nodules and write SR, SEG and Secondary Captures.
@@ -185,6 +201,7 @@ class LungNodules(TorchPipeline):
         found = detect(network, volume.array, volume.spacing, volume.direction, device=self.torch_device,
                        threshold=parameters.threshold, max_count=parameters.max_findings)
         post = time.perf_counter()
+        self._last_input = found.image
         findings, segments = self._findings(volume, found)
         saliency = [saliency_on_source(network, found, n, volume.spacing, self.torch_device)
                     for n in range(min(parameters.saliency_images, len(findings)))]

@@ -107,7 +107,8 @@ def train(*, steps: int, seed: int, threads: int | None, out: Path, quiet: bool 
     network = build_network({})
     _start_heat_low(network)
     optimiser = torch.optim.AdamW(network.parameters(), lr=2e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=max(steps, 2), pct_start=0.1)
+    # total_steps >= 20 keeps both one-cycle phases non-empty (a smoke run of 10 steps divided by zero)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=max(steps, 20), pct_start=0.1)
     started = time.monotonic()
     pool = [training_case(seed, n) for n in range(min(POOL, max(steps // REFRESH, 1)))]
     made = len(pool)
