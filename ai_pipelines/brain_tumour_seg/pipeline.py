@@ -130,7 +130,6 @@ class BrainTumourSegmentation(TorchPipeline):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.timings: dict[str, float] = {}
-        self._last_input: np.ndarray | None = None
 
     @classmethod
     def build_network(cls, overrides: Mapping[str, Any]) -> torch.nn.Module:
@@ -152,12 +151,6 @@ class BrainTumourSegmentation(TorchPipeline):
         """
         return predict_volume(self.loaded().network, work_array[None], roi_size=model.ROI_SIZE,
                               device=self.torch_device)
-
-    def bare_forward(self) -> np.ndarray:
-        """:meth:`forward_only` on the pre-processed input of the last :meth:`run` (for the bench)."""
-        if self._last_input is None:
-            raise RuntimeError("bare_forward() needs a run() first")
-        return self.forward_only(self._last_input)
 
     def segment(
         self, array: np.ndarray, spacing: tuple[float, float, float], contrast: str,
@@ -184,9 +177,10 @@ class BrainTumourSegmentation(TorchPipeline):
         parameters = parameters or BrainTumourParameters()
         began = time.perf_counter()
         work, factors = model.to_work_grid(array, spacing)
-        self._last_input = model.normalise(work)
+        normalised = model.normalise(work)
+        self.remember_forward_input(normalised)
         prepared = time.perf_counter()
-        logits = self.forward_only(self._last_input)
+        logits = self.forward_only(normalised)
         predicted = time.perf_counter()
         probabilities = 1.0 / (1.0 + np.exp(-logits))
         back = [1.0 / f for f in factors]

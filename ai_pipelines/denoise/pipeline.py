@@ -177,6 +177,7 @@ class DenoisePipeline(TorchPipeline):
         scaled, scale = to_network(volume.array, modality)
         timings["preprocess"], clock = time.perf_counter() - clock, time.perf_counter()
 
+        self.remember_forward_input(scaled, modality, batch_size=parameters.batch_size)
         output = denoise_slices(loaded.network, scaled, modality, device=self.torch_device,
                                 batch_size=parameters.batch_size)
         timings["model"], clock = time.perf_counter() - clock, time.perf_counter()

@@ -139,8 +139,6 @@ class LungNodules(TorchPipeline):
     accepts: ClassVar[InputSpec] = InputSpec(modalities=frozenset({"CT"}), min_slices=10)
     produces: ClassVar[frozenset[OutputKind]] = frozenset({OutputKind.SR, OutputKind.SEG, OutputKind.SC})
 
-    _last_input: np.ndarray | None = None
-
     @classmethod
     def build_network(cls, overrides: Mapping[str, Any]) -> torch.nn.Module:
         """The heat-map UNet (:func:`~ai_pipelines.lung_nodules.model.build_network`)."""
@@ -153,18 +151,6 @@ class LungNodules(TorchPipeline):
         """
         heat, seg = predict(self.loaded().network, np.asarray(image, dtype=np.float32), self.torch_device)
         return np.stack([heat, seg])
-
-    def bare_forward(self) -> np.ndarray:
-        """:meth:`forward_only` on the network input of the last :meth:`run` (for the bench).
-
-        Raises
-        ------
-        RuntimeError
-            If nothing has run yet.
-        """
-        if self._last_input is None:
-            raise RuntimeError("bare_forward() needs a run() first")
-        return self.forward_only(self._last_input)
 
     def run(self, series: SeriesInput, *, algorithm: AlgorithmInfo) -> PipelineResult:
         """Detect nodules and write SR, SEG and Secondary Captures.
@@ -201,7 +187,7 @@ class LungNodules(TorchPipeline):
         found = detect(network, volume.array, volume.spacing, volume.direction, device=self.torch_device,
                        threshold=parameters.threshold, max_count=parameters.max_findings)
         post = time.perf_counter()
-        self._last_input = found.image
+        self.remember_forward_input(found.image)
         findings, segments = self._findings(volume, found)
         saliency = [saliency_on_source(network, found, n, volume.spacing, self.torch_device)
                     for n in range(min(parameters.saliency_images, len(findings)))]

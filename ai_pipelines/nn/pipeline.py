@@ -40,6 +40,7 @@ class TorchPipeline(Pipeline):
         super().__init__(weights, device, verify_weights=verify_weights)
         self._loaded: LoadedNetwork | None = None
         self._lock = threading.Lock()
+        self._last_forward: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
     @classmethod
     @abstractmethod
@@ -61,6 +62,27 @@ class TorchPipeline(Pipeline):
                     device=self.torch_device, verify=self.verify_weights,
                 )
             return self._loaded
+
+    @abstractmethod
+    def forward_only(self, *args: Any, **kwargs: Any) -> Any:
+        """The bare network on an already pre-processed input (no decoding, resampling or writing)."""
+
+    def remember_forward_input(self, *args: Any, **kwargs: Any) -> None:
+        """Keep the arguments :meth:`run` gave :meth:`forward_only`, for :meth:`bare_forward`."""
+        self._last_forward = (args, kwargs)
+
+    def bare_forward(self) -> Any:
+        """:meth:`forward_only` again on the input of the last :meth:`run` (what the bench compares with).
+
+        Raises
+        ------
+        RuntimeError
+            If no run has remembered its input yet.
+        """
+        if self._last_forward is None:
+            raise RuntimeError(f"{self.name}: bare_forward() needs a run() first")
+        args, kwargs = self._last_forward
+        return self.forward_only(*args, **kwargs)
 
     def algorithm_info(self, parameters: Mapping[str, ParameterValue] | None = None) -> AlgorithmInfo:
         """As :meth:`Pipeline.algorithm_info`, hashing a bundle's ``models/model.pt`` too."""

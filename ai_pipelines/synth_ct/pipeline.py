@@ -199,6 +199,7 @@ class SynthCT(TorchPipeline):
         timings["preprocess"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
+        self.remember_forward_input(slices[:, 0].numpy())
         output = translate(network, slices, self.torch_device)
         timings["model"] = time.perf_counter() - clock
 

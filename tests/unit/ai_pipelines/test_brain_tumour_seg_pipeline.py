@@ -67,7 +67,7 @@ def test_t1c_run_writes_seg_sr_sc_that_reference_the_source(
     assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == "108369006"  # Neoplasm
     assert seg.SegmentSequence[0].SegmentAlgorithmName == "brain_tumour_seg"
     report = hd.sr.Comprehensive3DSR.from_dataset(sr)
-    groups = report.content.get_volumetric_roi_groups()
+    groups = report.content.get_volumetric_roi_measurement_groups()
     assert [g.tracking_identifier for g in groups] == [f.tracking_identifier for f in result.findings]
     assert {f.tracking_uid for f in result.findings} <= {s.TrackingUID for s in seg.SegmentSequence}
     tc = next(f for f in result.findings if f.tracking_identifier.startswith("tumour core"))
@@ -142,8 +142,11 @@ def _seg_mask(seg: Dataset, series: SeriesInput) -> np.ndarray:
     volume = load_volume(series)
     mask = np.zeros(volume.shape, dtype=bool)
     frames = seg.pixel_array.reshape(-1, *volume.shape[1:])
+    shared = seg.SharedFunctionalGroupsSequence[0]
     for frame, item in zip(frames, seg.PerFrameFunctionalGroupsSequence, strict=True):
-        if item.SegmentIdentificationSequence[0].ReferencedSegmentNumber == 1:
+        # with one segment, highdicom puts the segment identification in the shared groups
+        identification = item.get("SegmentIdentificationSequence") or shared.SegmentIdentificationSequence
+        if identification[0].ReferencedSegmentNumber == 1:
             position = [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
             mask[int(round(float(volume.patient_to_index(position)[0])))] |= frame.astype(bool)
     return mask

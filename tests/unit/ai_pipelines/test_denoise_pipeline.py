@@ -96,6 +96,8 @@ def test_ct_denoising_beats_the_noisy_input(
     before, after = _body_rmse(np.clip(noisy, -1024, 3071), clean, -500), _body_rmse(denoised, clean, -500)
     assert after < 0.8 * before, (before, after)
     assert set(pipeline.timings) == set(TIMING_KEYS) and all(v >= 0 for v in pipeline.timings.values())
+    scaled, _ = to_network(load_volume(ct_case[0]).array, "CT")
+    np.testing.assert_allclose(pipeline.bare_forward(), pipeline.forward_only(scaled, "CT"), atol=1e-5)
 
 
 def test_mr_is_denoised_into_an_mr_series_and_blend_zero_keeps_the_input(pipeline: DenoisePipeline) -> None:
