@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -431,6 +432,30 @@ class ConfigError(Exception):
         super().__init__(f"invalid configuration ({source}):\n  " + "\n  ".join(problems))
 
 
+#: DICOMNODE_* variables that are not settings: the config file path, the run scripts' venv,
+#: the test suite's PostgreSQL and shared data.
+_NOT_SETTINGS = frozenset({"DICOMNODE_CONFIG", "DICOMNODE_VENV", "DICOMNODE_TEST_PG", "DICOMNODE_SHARED_DATA"})
+
+
+def _unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """One problem per DICOMNODE_<X> variable whose <X> is no section of Settings.
+
+    pydantic-settings refuses unknown keys inside a section (``DICOMNODE_NET__COLOUR``) but
+    silently ignores an unknown top level (``DICOMNODE_NETT__PORT``): an admin's typo would
+    leave the default in force without a word.
+    """
+    sections = {name.upper() for name in Settings.model_fields}
+    problems = []
+    for variable in sorted(environ):
+        if not variable.startswith("DICOMNODE_") or variable in _NOT_SETTINGS:
+            continue
+        section = variable.removeprefix("DICOMNODE_").split("__", 1)[0]
+        if section not in sections:
+            known = ", ".join(f"DICOMNODE_{name}__..." for name in sorted(sections))
+            problems.append(f"{variable}: {section.lower()!r} is not a section of the settings (known: {known})")
+    return problems
+
+
 def _describe(error: dict[str, Any]) -> str:
     field = ".".join(str(p) for p in error["loc"])
     env = "DICOMNODE_" + "__".join(str(p) for p in error["loc"]).upper()
@@ -472,6 +497,9 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
             path = DEFAULT_CONFIG_PATH
     if path is not None and not path.is_file():
         raise ConfigError(str(path), [f"config file {path} does not exist"])
+    unknown = _unknown_environment(os.environ)
+    if unknown:
+        raise ConfigError("environment", unknown)
     _yaml_path_var["path"] = path
     try:
         return Settings(**overrides)

@@ -190,3 +190,18 @@ def test_cli_malformed_yaml_exits_2_without_traceback(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["config", "show", "--config", str(path)])
     assert result.exit_code == 2, (result.output, result.exception)
     assert "node.yaml" in result.output
+
+
+def test_unknown_top_level_environment_variable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DICOMNODE_NETT__PORT", "104")  # a typo of DICOMNODE_NET__PORT
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    message = problems(exc)
+    assert message.startswith("DICOMNODE_NETT__PORT: 'nett' is not a section"), message
+    assert "DICOMNODE_NET__..." in message
+
+
+def test_variables_that_are_not_settings_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DICOMNODE_VENV", "/opt/venv")
+    monkeypatch.setenv("DICOMNODE_TEST_PG", "postgresql://postgres@127.0.0.1/postgres")
+    assert load_settings().net.port > 0
