@@ -6,13 +6,15 @@
 source "$(dirname "$0")/_venv.sh"
 
 # Real anatomy the AI pipelines' training data and evaluation build on: a head CT
-# (invesalius-examples) and the colin27 T1 brain (mricron-data).
-if [ ! -x /usr/bin/storescu ] || [ ! -x /usr/bin/dciodvfy ] || [ ! -x /usr/bin/chromium ] || \
+# (invesalius-examples) and the colin27 T1 brain (mricron-data). Orthanc is a real peer of the
+# loop tests (and of bench/dicomweb.py with its DICOMweb plugin).
+if [ ! -x /usr/bin/storescu ] || [ ! -x /usr/bin/dciodvfy ] || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/sbin/Orthanc ] || \
    [ ! -f /usr/share/doc/invesalius-examples/examples/Cranium.inv3 ] || [ ! -d /usr/share/mricron ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> installing DCMTK, dicom3tools and Chromium (apt)" >&2
+    echo "==> installing DCMTK, dicom3tools, Chromium, Orthanc and anatomy data (apt)" >&2
     apt-get update -qq >&2 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk dicom3tools chromium invesalius-examples mricron-data >&2 || \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk dicom3tools chromium invesalius-examples mricron-data \
+      orthanc orthanc-dicomweb >&2 || \
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk chromium >&2
   else
     echo "==> DCMTK or Chromium missing and not root: tests marked dcmtk or browser may skip" \

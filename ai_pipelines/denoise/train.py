@@ -35,7 +35,7 @@ from ai_pipelines.synthetic.noise_pairs import NoisePair, make_pairs, random_cro
 __all__ = ["DEFAULTS", "main", "train"]
 
 PIPELINE = "denoise"
-DEFAULTS = {"steps": 3000, "seed": 0, "batch_size": 16, "crop": 64, "per_slice": 3, "warmup": 500,
+DEFAULTS = {"steps": 10000, "seed": 0, "batch_size": 16, "crop": 64, "per_slice": 3, "warmup": 500,
             "l1": 100.0, "adversarial": 0.1, "lr_g": 5e-4, "lr_d": 2e-4}
 DATA = ("simulated low-dose CT (Poisson noise in the projection domain, FBP) on the real head CT "
         "(invesalius-examples) and abdomen CT slices 0-11 (TotalSegmentator test data); undersampled "
