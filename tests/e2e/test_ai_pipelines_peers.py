@@ -30,7 +30,7 @@ from sqlalchemy import select
 from ai_pipelines.provenance import file_sha256
 from ai_pipelines.synthetic import anatomy
 from ai_pipelines.synthetic.brain_tumours import BrainTumourCase, case_series, make_case
-from ai_pipelines.synthetic.chest_nodules import chest_series
+from ai_pipelines.synthetic.chest_nodules import LidcStats, chest_series
 from ai_pipelines.synthetic.mr_from_ct import derived_mr_series
 from dicomnode.db.models import Delivery, DeliveryState, Run, RunOutput, RunState
 from tests.helpers import ServeProcess, dcmtk, get_port, query, serve_env, wait_for
@@ -70,10 +70,18 @@ def _brain_flair() -> list[Dataset]:
 
 def _planning_mr() -> list[Dataset]:
     """MR-like T1 slices derived from the real head CT, described as an accelerated RT planning scan."""
-    datasets = derived_mr_series(first=4, count=6, seed=43, series_description="T1 RT planning accelerated")
+    case = derived_mr_series(first=4, count=6, seed=43, series_description="T1 RT planning accelerated")
+    datasets = list(case.datasets)
     for ds in datasets:
         ds.BodyPartExamined = "HEAD"
     return datasets
+
+
+class _SolidNodules(LidcStats):
+    """Round 10 mm solid nodules: ones a radiologist would not miss (the LIDC mix is for evaluation)."""
+
+    def sample(self, rng: np.random.Generator, *, subsolid_boost: float = 1.0) -> tuple[float, str, int, int, int]:
+        return (10.0, "solid", 5, 1, 1)
 
 
 def _referenced_uids(ds: Dataset) -> set[str]:
@@ -103,7 +111,8 @@ def test_brain_chest_and_planning_mr_come_back_as_seg_sr_sc_and_derived_series(d
     except anatomy.AnatomyUnavailable as exc:
         pytest.fail(f"the real head CT is needed (apt-get install invesalius-examples): {exc}")
     brain = _brain_flair()
-    chest, chest_case = chest_series(23, nodules=2, shape=(32, 120, 168), spacing=(2.0, 2.0, 2.0), noise_hu=20.0)
+    chest, chest_case = chest_series(23, nodules=2, shape=(32, 120, 168), spacing=(2.0, 2.0, 2.0), noise_hu=20.0,
+                                     stats=_SolidNodules())
     sources = {"brain": brain, "chest": chest, "mr": mr}
     sent = tmp_path / "sent"
     for name, datasets in sources.items():
