@@ -74,9 +74,12 @@ def _peek(content: bytes) -> tuple[str, str, str, str]:
 
 def store_part(part: Part, *, ingestor: Ingestor, study: str | None, origin: Origin) -> PartOutcome:
     """Ingest one part; every refusal becomes a FailureReason, never an exception."""
-    sop_class, sop_instance, study_uid, series_uid = _peek(part.content)
+    # The part's UIDs are read here only when needed (a study-scoped request, or a refusal to
+    # report): a stored part's come from ingest, which parses the header anyway.
+    peeked = _peek(part.content) if study is not None else None
 
     def failed(reason: int, detail: str) -> PartOutcome:
+        sop_class, sop_instance, study_uid, series_uid = peeked or _peek(part.content)
         logger.warning(
             "stow part refused",
             extra={"failure_reason": f"{reason:04X}", "detail": detail[:200], "sop_instance_uid": sop_instance},
@@ -90,8 +93,8 @@ def store_part(part: Part, *, ingestor: Ingestor, study: str | None, origin: Ori
             part_type = part.content_type
         if part_type != media.DICOM:
             return failed(CANNOT_UNDERSTAND, f"part type {part.content_type!r} is not {media.DICOM}")
-    if study is not None and study_uid != study:
-        return failed(DATA_SET_DOES_NOT_MATCH, f"StudyInstanceUID {study_uid!r} is not the target study {study}")
+    if peeked is not None and peeked[2] != study:
+        return failed(DATA_SET_DOES_NOT_MATCH, f"StudyInstanceUID {peeked[2]!r} is not the target study {study}")
     try:
         result = ingestor.ingest(part.content, origin=origin)
     except (InvalidDataset, InvalidUID) as exc:
@@ -103,7 +106,7 @@ def store_part(part: Part, *, ingestor: Ingestor, study: str | None, origin: Ori
     except IndexUnavailable as exc:
         return failed(PROCESSING_FAILURE, str(exc))
     except Exception as exc:  # the HTTP boundary: one bad part must not lose the others' answers
-        logger.exception("stow part failed", extra={"sop_instance_uid": sop_instance})
+        logger.exception("stow part failed")
         return failed(PROCESSING_FAILURE, f"{type(exc).__name__}: {exc}")
     return PartOutcome(
         result.sop_class_uid, result.sop_instance_uid, result.study_instance_uid, result.series_instance_uid
