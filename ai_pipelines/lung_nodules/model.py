@@ -1,6 +1,6 @@
 """The nodule network and the arrays around it: canonical grid, heat-map targets, peaks, saliency.
 
-The network is a small MONAI 3D UNet with two output channels on a 1.5 mm isotropic grid:
+The network is a small MONAI 3D UNet with a 1x1x1 head of two output channels on a 1.5 mm grid:
 channel 0 a heat map (logits of Gaussian blobs centred on nodules, CenterNet style), channel
 1 a nodule segmentation (logits). Detections are local maxima of the heat map above a
 threshold; each takes its extent (diameter, volume, SEG mask) from the segmentation
@@ -27,6 +27,7 @@ from scipy.spatial.distance import pdist
 __all__ = [
     "HU_RANGE",
     "NETWORK_KWARGS",
+    "HeatSegNet",
     "ROI",
     "SPACING",
     "Canonical",
@@ -44,16 +45,37 @@ HU_RANGE = (-1000.0, 400.0)
 #: Sliding-window size at inference (voxels of SPACING); training patches are smaller.
 ROI = (64, 128, 128)
 NETWORK_KWARGS: dict[str, Any] = {
-    "spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": (8, 16, 32, 64),
+    "spatial_dims": 3, "in_channels": 1, "features": 16, "channels": (8, 16, 32, 64),
     "strides": (2, 2, 2), "num_res_units": 1,
 }
+#: Start of the heat channel's bias: p = 0.01 everywhere (CenterNet's prior), a small focal loss.
+HEAT_PRIOR_LOGIT = -4.6
+
+
+class HeatSegNet(torch.nn.Module):
+    """A MONAI UNet with ``features`` output channels and a 1x1x1 head: heat logits, segmentation logits.
+
+    MONAI's UNet ends in its ``out_channels``, after the top layer's instance norm: with two
+    outputs every decision would pass through two normalised channels. The wider top and a
+    plain convolution as the head let the heat map be sparse (one peak per nodule).
+    """
+
+    def __init__(self, *, features: int, **unet: Any) -> None:
+        super().__init__()
+        self.unet = UNet(out_channels=features, **unet)
+        self.head = torch.nn.Conv3d(features, 2, kernel_size=1)
+        with torch.no_grad():
+            self.head.bias[0] = HEAT_PRIOR_LOGIT
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.unet(x))
 
 
 def build_network(overrides: Mapping[str, Any]) -> torch.nn.Module:
-    """The UNet of :data:`NETWORK_KWARGS`, with a checkpoint's keyword overrides."""
+    """The :class:`HeatSegNet` of :data:`NETWORK_KWARGS`, with a checkpoint's keyword overrides."""
     kwargs = {**NETWORK_KWARGS, **dict(overrides)}
     kwargs["channels"], kwargs["strides"] = tuple(kwargs["channels"]), tuple(kwargs["strides"])
-    return UNet(**kwargs)
+    return HeatSegNet(**kwargs)
 
 
 def normalise(hu: np.ndarray) -> np.ndarray:
