@@ -12,8 +12,10 @@ import highdicom as hd
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset
+from skimage.metrics import structural_similarity
 
 from ai_pipelines.base import PipelineInputError, PipelineResult, SeriesInput
+from ai_pipelines.denoise.evaluation import METHODS, estimate_noise
 from ai_pipelines.denoise.model import from_network, to_network
 from ai_pipelines.denoise.pipeline import TIMING_KEYS, DenoisePipeline
 from ai_pipelines.nn.weights import REFERENCE_DIR, WeightsError
@@ -106,7 +108,20 @@ def test_mr_is_denoised_into_an_mr_series_and_blend_zero_keeps_the_input(pipelin
     result = pipeline.run(series, algorithm=pipeline.algorithm_info())
     assert {ds.SOPClassUID for ds in result.datasets} == {"1.2.840.10008.5.1.4.1.1.4"}
     denoised = load_volume(result.datasets).array
-    assert _body_rmse(denoised, clean, 100.0) < 0.8 * _body_rmse(np.rint(noisy), clean, 100.0)
+    # Undersampling streaks are not noise a filter can average away: less RMSE gain than on CT
+    # (on these slices about that of non-local means, the best classical filter of
+    # docs/evaluation), but a clearly better structural similarity than that filter.
+    scaled, scale = to_network(noisy, "MR")
+    nl_means = from_network(np.stack([METHODS["non-local means (scikit-image)"](s, estimate_noise(s)) for s in scaled]),
+                            "MR", scale)
+    assert _body_rmse(denoised, clean, 100.0) < 0.9 * _body_rmse(np.rint(noisy), clean, 100.0)
+    data_range = float(clean.max() - clean.min())
+
+    def ssim(image: np.ndarray) -> float:
+        pairs = zip(image, clean, strict=True)
+        return float(np.mean([structural_similarity(i, c, data_range=data_range) for i, c in pairs]))
+
+    assert ssim(denoised) > ssim(nl_means) + 0.02
     kept = pipeline.run(series, algorithm=pipeline.algorithm_info({"blend": 0}))
     np.testing.assert_allclose(load_volume(kept.datasets).array[:, MARK_ROWS:],
                                load_volume(series).array[:, MARK_ROWS:], atol=0.5)
