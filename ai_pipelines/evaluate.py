@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,17 +154,25 @@ def render_markdown(rows: Sequence[MetricRow], *, command: str | None = None) ->
 
 
 def render_chart(rows: Sequence[MetricRow], path: Path) -> None:
-    """Grouped bars per task (one group per metric, one bar per method); references hatched."""
+    """Grouped bars, one panel per task and scale (fractions such as Dice apart from mm, HU, dB).
+
+    One group per metric, one bar per method; published reference rows are hatched.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = list(dict.fromkeys(row.task for row in rows))
-    figure, axes = plt.subplots(len(tasks), 1, figsize=(10, 3.2 * max(len(tasks), 1)), squeeze=False)
-    for axis, task in zip(axes[:, 0], tasks, strict=True):
-        task_rows = [r for r in rows if r.task == task and math.isfinite(r.value)]
-        metrics = list(dict.fromkeys(r.metric for r in task_rows))
+    finite = [r for r in rows if math.isfinite(r.value)]
+    panels: list[tuple[str, list[str]]] = []
+    for task in dict.fromkeys(row.task for row in finite):
+        metrics = list(dict.fromkeys(r.metric for r in finite if r.task == task))
+        fractions = [m for m in metrics if all(r.value <= 1.0 for r in finite if r.task == task and r.metric == m)]
+        others = [m for m in metrics if m not in fractions]
+        panels += [(task, group) for group in (fractions, others) if group]
+    figure, axes = plt.subplots(len(panels), 1, figsize=(11, 3.4 * max(len(panels), 1)), squeeze=False)
+    for axis, (task, metrics) in zip(axes[:, 0], panels, strict=True):
+        task_rows = [r for r in finite if r.task == task and r.metric in metrics]
         methods = list(dict.fromkeys(r.method for r in task_rows))
         width = 0.8 / max(len(methods), 1)
         for m, method in enumerate(methods):
@@ -175,9 +184,10 @@ def render_chart(rows: Sequence[MetricRow], path: Path) -> None:
                     ys.append(found[0].value)
                     hatch = "//" if found[0].reference else ""
             axis.bar(xs, ys, width, label=method + (" (ref.)" if hatch else ""), hatch=hatch)
-        axis.set_xticks(range(len(metrics)), metrics, fontsize=8)
+        labels = [textwrap.fill(metric, 22) for metric in metrics]
+        axis.set_xticks(range(len(metrics)), labels, fontsize=7)
         axis.set_title(task, fontsize=10)
-        axis.legend(fontsize=7, loc="best")
+        axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
