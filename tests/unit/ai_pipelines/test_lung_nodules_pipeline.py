@@ -58,7 +58,7 @@ def low_threshold_result(easy_case: tuple) -> tuple[LungNodules, object]:
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
     "known defect, issue 5 open: the committed reference weights miss both 12 mm solid nodules of this "
-    "easy case (heat map <= 0.3, nearest candidate 54 mm away; docs/evaluation: CPM 0.44 vs LoG 0.48). "
+    "easy case (heat map <= 0.3, nearest candidate 54 mm away; no nodules at p >= 0.5 on held-out scans). "
     "strict: a better checkpoint makes this XPASS and fail until the marker is removed"))
 def test_finds_the_easy_nodules_and_reports_them(easy_case: tuple, result: tuple) -> None:
     _, case = easy_case
