@@ -8,19 +8,22 @@ result can be traced to the exact weights file by its sha256.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any, TypeVar
 
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-__all__ = ["AlgorithmInfo", "ParameterValue", "file_sha256"]
+__all__ = ["AlgorithmInfo", "ParameterValue", "file_sha256", "parameters_from_mapping"]
 
 ParameterValue = str | int | float | bool
+T = TypeVar("T", bound=Any)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # LO (Long String): 64 characters, no backslash, no control characters.
@@ -52,6 +55,19 @@ def file_sha256(path: Path, *, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def parameters_from_mapping(cls: type[T], parameters: Mapping[str, ParameterValue]) -> T:
+    """Build a pipeline's parameters dataclass from a rule's parameters, refusing unknown names.
+
+    A typo in a rule must not be ignored: a name that is not a field of ``cls`` raises
+    ValueError naming it and the known names (sorted); the dataclass checks the values.
+    """
+    known = sorted(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; expected {', '.join(known)}")
+    return cls(**dict(parameters))
 
 
 def _check_lo(field_name: str, value: str) -> None:

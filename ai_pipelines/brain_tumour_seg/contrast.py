@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
-from ai_pipelines.provenance import ParameterValue
+from ai_pipelines.provenance import ParameterValue, parameters_from_mapping
 
 __all__ = ["CONTRAST_CHOICES", "BrainTumourParameters", "detect_contrast"]
 
@@ -101,8 +101,4 @@ class BrainTumourParameters:
         ValueError
             If a name is unknown or a value is invalid.
         """
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(parameters) - set(known))
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; expected {', '.join(known)}")
-        return cls(**dict(parameters))  # type: ignore[arg-type]
+        return parameters_from_mapping(cls, parameters)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -40,7 +40,7 @@ from ai_pipelines.base import InputSpec, OutputKind, PipelineInputError, Pipelin
 from ai_pipelines.denoise.model import build_denoiser, denoise_slices, from_network, to_network
 from ai_pipelines.montage.pipeline import refuse_results
 from ai_pipelines.nn.pipeline import TorchPipeline
-from ai_pipelines.provenance import AlgorithmInfo, ParameterValue
+from ai_pipelines.provenance import AlgorithmInfo, ParameterValue, parameters_from_mapping
 from ai_pipelines.volume import load_volume
 
 __all__ = ["DenoiseParameters", "DenoisePipeline", "SERIES_DESCRIPTION"]
@@ -91,11 +91,7 @@ class DenoiseParameters:
     @classmethod
     def from_mapping(cls, parameters: Mapping[str, ParameterValue]) -> DenoiseParameters:
         """Build from a rule's parameters; unknown names are refused with ValueError."""
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(parameters) - set(known))
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; expected {', '.join(known)}")
-        return cls(**dict(parameters))  # type: ignore[arg-type]
+        return parameters_from_mapping(cls, parameters)
 
 
 class DenoisePipeline(TorchPipeline):

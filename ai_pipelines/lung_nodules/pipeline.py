@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -51,7 +51,7 @@ from ai_pipelines.lung_nodules.detector import detect, predict, saliency_on_sour
 from ai_pipelines.lung_nodules.model import build_network
 from ai_pipelines.montage.pipeline import refuse_results
 from ai_pipelines.nn.pipeline import TorchPipeline
-from ai_pipelines.provenance import AlgorithmInfo, ParameterValue
+from ai_pipelines.provenance import AlgorithmInfo, ParameterValue, parameters_from_mapping
 from ai_pipelines.volume import Volume, load_volume
 
 __all__ = ["CT_CHEST", "LungNodules", "NoduleParameters"]
@@ -91,11 +91,7 @@ class NoduleParameters:
     @classmethod
     def from_mapping(cls, parameters: Mapping[str, ParameterValue]) -> NoduleParameters:
         """Build from a rule's parameters; unknown names raise ValueError."""
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(parameters) - set(known))
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
-        return cls(**dict(parameters))  # type: ignore[arg-type]
+        return parameters_from_mapping(cls, parameters)
 
 
 def _number(name: str, value: object) -> float:

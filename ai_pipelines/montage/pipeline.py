@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 from pydicom.dataset import Dataset
@@ -50,7 +50,7 @@ from ai_pipelines import writers
 from ai_pipelines.base import InputSpec, OutputKind, Pipeline, PipelineInputError, PipelineResult, SeriesInput
 from ai_pipelines.montage.slices import Slice, choose_evenly, order_slices
 from ai_pipelines.montage.tiles import Montage, render_montage
-from ai_pipelines.provenance import AlgorithmInfo, ParameterValue
+from ai_pipelines.provenance import AlgorithmInfo, ParameterValue, parameters_from_mapping
 
 __all__ = [
     "IMAGE_MODALITIES",
@@ -178,13 +178,7 @@ class MontageParameters:
         ValueError
             If a name is unknown or a value is invalid.
         """
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(parameters) - set(known))
-        if unknown:
-            raise ValueError(
-                f"unknown parameter(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}"
-            )
-        return cls(**dict(parameters))  # type: ignore[arg-type]
+        return parameters_from_mapping(cls, parameters)
 
     @property
     def window(self) -> tuple[float, float] | None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,7 +43,7 @@ import torch
 from ai_pipelines import writers
 from ai_pipelines.base import InputSpec, OutputKind, PipelineInputError, PipelineResult, SeriesInput
 from ai_pipelines.nn.pipeline import TorchPipeline
-from ai_pipelines.provenance import AlgorithmInfo, ParameterValue
+from ai_pipelines.provenance import AlgorithmInfo, ParameterValue, parameters_from_mapping
 from ai_pipelines.synth_ct.inference import prepare_slices, restore_slices, translate
 from ai_pipelines.synth_ct.model import build_generator
 from ai_pipelines.synth_ct.preprocess import normalise_mr
@@ -94,11 +94,7 @@ class SynthCtParameters:
     @classmethod
     def from_mapping(cls, parameters: Mapping[str, ParameterValue]) -> SynthCtParameters:
         """Build from a rule's parameters; unknown names are refused with ValueError."""
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(parameters) - set(known))
-        if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; expected {', '.join(known)}")
-        return cls(**dict(parameters))  # type: ignore[arg-type]
+        return parameters_from_mapping(cls, parameters)
 
 
 def _check_geometry(volume: Volume) -> None:
