@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from io import BytesIO
@@ -28,10 +29,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dicomnode.config import DuplicatePolicy, StoreSettings
 from dicomnode.errors import (
+    DicomnodeError,
     DuplicateRefused,
     IndexUnavailable,
     InvalidDataset,
     InvalidUID,
+    StoreFull,
 )
 from dicomnode.logs import bound
 from dicomnode.store import files, index, paths
@@ -175,6 +178,17 @@ def read_record(data: bytes) -> tuple[index.InstanceRecord, Dataset]:
     return record, ds
 
 
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """An instance written and indexed in an open transaction, waiting for its commit."""
+
+    outcome: IngestOutcome
+    record: index.InstanceRecord
+    facts: index.FileFacts
+    previous: index.StoredLocation | None
+    series_id: int | None
+
+
 class Ingestor:
     """Files and indexes instances for one store and one database; safe to share across threads."""
 
@@ -231,8 +245,90 @@ class Ingestor:
         ):
             return self._ingest(data, record, origin)
 
-    def _ingest(self, data: bytes, record: index.InstanceRecord, origin: Origin) -> IngestResult:
-        files.check_free_space(self.root, min_free_bytes=self.settings.min_free_mb * 2**20)
+    def ingest_batch(self, items: Sequence[bytes], *, origin: Origin) -> list[IngestResult | DicomnodeError]:
+        """File and index several instances with one index commit (STOW-RS parts of one request).
+
+        Each instance gets the checks, the durable write and the duplicate policy of
+        :meth:`ingest`; the index rows of all of them are committed together, so every
+        result is returned only after that commit. A refused instance does not hold up the
+        others: its entry is the error :meth:`ingest` would have raised. When the shared
+        transaction fails, the instances it held are ingested again one at a time.
+
+        Parameters
+        ----------
+        items
+            Part 10 encoded instances, each stored exactly as given.
+        origin
+            Who sent them.
+
+        Returns
+        -------
+        list[IngestResult | DicomnodeError]
+            One entry per item, in order.
+        """
+        answers: list[IngestResult | DicomnodeError | None] = [None] * len(items)
+        parsed: list[tuple[int, index.InstanceRecord]] = []
+        for n, data in enumerate(items):
+            try:
+                parsed.append((n, read_record(data)[0]))
+            except (InvalidDataset, InvalidUID) as exc:
+                answers[n] = exc
+        if parsed:
+            try:
+                files.check_free_space(self.root, min_free_bytes=self.settings.min_free_mb * 2**20)
+                self._batch_in_one_transaction(items, parsed, origin, answers)
+            except DicomnodeError as exc:  # no space, or no database: the same answer for all
+                for n, _ in parsed:
+                    answers[n] = answers[n] or exc
+        return [answer for answer in answers if answer is not None]
+
+    def _batch_in_one_transaction(
+        self,
+        items: Sequence[bytes],
+        parsed: list[tuple[int, index.InstanceRecord]],
+        origin: Origin,
+        answers: list[IngestResult | DicomnodeError | None],
+    ) -> None:
+        try:
+            pooled = self._engine.raw_connection()
+        except (DBAPIError, psycopg.Error) as exc:
+            raise IndexUnavailable(f"index database unreachable: {getattr(exc, 'orig', None) or exc}") from exc
+        conn = pooled.driver_connection
+        staged: list[tuple[int, _Staged]] = []
+        try:
+            for n, record in parsed:
+                with bound(study_instance_uid=record.study_instance_uid,
+                           series_instance_uid=record.series_instance_uid, sop_instance_uid=record.sop_instance_uid):
+                    try:
+                        staged.append((n, self._stage(conn, items[n], record, self._facts(items[n], record, origin))))
+                    except (DuplicateRefused, StoreFull) as exc:
+                        answers[n] = exc
+            conn.commit()
+        except (psycopg.Error, index.StaleSeriesCache) as exc:
+            logger.warning("index batch lost, filing its instances one by one",
+                           extra={"instances": len(parsed), "error": str(exc)[:200]})
+            # The shared transaction is lost (a stale series id, a dropped connection): redo its
+            # instances one by one, each with ingest's own retries. Files already written are
+            # written again (atomically), so nothing half-done stays visible.
+            self._cache.clear()
+            if conn.broken or conn.closed:
+                pooled.invalidate()
+            pooled.close()  # rolls back
+            for n, _ in parsed:
+                if not isinstance(answers[n], DicomnodeError):
+                    try:
+                        answers[n] = self.ingest(items[n], origin=origin)
+                    except DicomnodeError as exc:
+                        answers[n] = exc
+            return
+        except BaseException:
+            pooled.close()
+            raise
+        pooled.close()
+        for n, done in staged:
+            answers[n] = self._finish(done)
+
+    def _facts(self, data: bytes, record: index.InstanceRecord, origin: Origin) -> index.FileFacts:
         relative = str(
             paths.instance_path(
                 study_instance_uid=record.study_instance_uid,
@@ -240,15 +336,18 @@ class Ingestor:
                 sop_instance_uid=record.sop_instance_uid,
             )
         )
-        digest = hashlib.sha256(data).hexdigest()
-        facts = index.FileFacts(
+        return index.FileFacts(
             file_path=relative,
             file_size=len(data),
-            sha256=digest,
+            sha256=hashlib.sha256(data).hexdigest(),
             calling_ae_title=origin.calling_ae_title,
             peer_address=origin.peer_address,
             association_id=origin.association_id,
         )
+
+    def _ingest(self, data: bytes, record: index.InstanceRecord, origin: Origin) -> IngestResult:
+        files.check_free_space(self.root, min_free_bytes=self.settings.min_free_mb * 2**20)
+        facts = self._facts(data, record, origin)
         for attempt in (1, 2):
             try:
                 pooled = self._engine.raw_connection()
@@ -256,7 +355,9 @@ class Ingestor:
                 raise IndexUnavailable(f"index database unreachable: {getattr(exc, 'orig', None) or exc}") from exc
             conn = pooled.driver_connection
             try:
-                return self._file_and_index(conn, data, record, facts)
+                staged = self._stage(conn, data, record, facts)
+                conn.commit()
+                return self._finish(staged)
             except (psycopg.errors.IntegrityError, index.StaleSeriesCache) as exc:
                 # A cached series id went stale (deleted behind our back): look it up again.
                 self._cache.clear()
@@ -273,30 +374,39 @@ class Ingestor:
                 pooled.close()  # back to the pool, which rolls back anything uncommitted
         raise AssertionError("unreachable")
 
-    def _file_and_index(
+    def _stage(
         self, conn: psycopg.Connection[Any], data: bytes, record: index.InstanceRecord, facts: index.FileFacts
-    ) -> IngestResult:
-        """One transaction: look for a duplicate, write the file durably, index, commit."""
+    ) -> _Staged:
+        """In the open transaction: look for a duplicate, write the file durably, index (no commit)."""
         previous = index.find_instance(conn=conn, sop_instance_uid=record.sop_instance_uid)
         outcome = IngestOutcome.STORED
         if previous is not None:
             outcome = self._duplicate_outcome(record, previous)
         if outcome is IngestOutcome.KEPT:
-            logger.info("duplicate kept, new copy discarded", extra={"policy": "keep"})
-            return self._result(outcome, record, facts, file_path=previous.file_path if previous else "")
+            return _Staged(outcome, record, facts, previous, series_id=None)
         target = self.root / facts.file_path
         files.ensure_dir(target.parent, root=self.root, fsync=self.settings.fsync)
         files.write_atomic(target, (data,), fsync=self.settings.fsync)
         indexed = index.index_instance(conn=conn, record=record, facts=facts, cache=self._cache, previous=previous)
-        conn.commit()
-        self._cache.put(record.series_instance_uid, indexed.series_id)
-        if previous is not None and previous.file_path != facts.file_path:
-            files.with_suppressed_unlink(self.root / previous.file_path)
-        if outcome is IngestOutcome.REPLACED:
-            logger.info("duplicate replaced stored copy", extra={"policy": self.settings.duplicate_policy.value})
-        else:
-            logger.info("instance stored", extra={"size": facts.file_size})
-        return self._result(outcome, record, facts, file_path=facts.file_path)
+        return _Staged(outcome, record, facts, previous, series_id=indexed.series_id)
+
+    def _finish(self, staged: _Staged) -> IngestResult:
+        """After the commit: cache the series id, drop a replaced copy, log, answer."""
+        record, facts, previous = staged.record, staged.facts, staged.previous
+        with bound(study_instance_uid=record.study_instance_uid, series_instance_uid=record.series_instance_uid,
+                   sop_instance_uid=record.sop_instance_uid):
+            if staged.outcome is IngestOutcome.KEPT:
+                logger.info("duplicate kept, new copy discarded", extra={"policy": "keep"})
+                return self._result(staged.outcome, record, facts, file_path=previous.file_path if previous else "")
+            assert staged.series_id is not None
+            self._cache.put(record.series_instance_uid, staged.series_id)
+            if previous is not None and previous.file_path != facts.file_path:
+                files.with_suppressed_unlink(self.root / previous.file_path)
+            if staged.outcome is IngestOutcome.REPLACED:
+                logger.info("duplicate replaced stored copy", extra={"policy": self.settings.duplicate_policy.value})
+            else:
+                logger.info("instance stored", extra={"size": facts.file_size})
+            return self._result(staged.outcome, record, facts, file_path=facts.file_path)
 
     def _duplicate_outcome(self, record: index.InstanceRecord, previous: index.StoredLocation) -> IngestOutcome:
         policy = self.settings.duplicate_policy

@@ -1,7 +1,8 @@
 """STOW-RS (PS3.18 10.5): store instances sent as multipart/related; type="application/dicom".
 
-Each part goes through ``Ingestor.ingest`` as it arrives, with the durability and checks of
-C-STORE: it is on disk and indexed before it is counted as stored. The answer is a Store
+Parts are filed in batches as they arrive (``Ingestor.ingest_batch``: one index commit per
+batch), with the durability and checks of C-STORE: each is on disk and indexed before it is
+counted as stored. The answer is a Store
 Instances Response Module (PS3.18 Annex I) in DICOM JSON, with FailureReason codes from
 Table I.2-2, and the status of Table 10.5.3-1: 200 all stored, 202 some failed, 409 none
 stored (503 when every failure was the node's own: disk full or index down), 400 for a body
@@ -23,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from dicomnode.errors import DuplicateRefused, IndexUnavailable, InvalidDataset, InvalidUID, StoreFull
-from dicomnode.store.ingest import Ingestor, Origin
+from dicomnode.store.ingest import Ingestor, IngestResult, Origin
 from dicomnode.web.deps import DicomwebUrlDep, ServicesDep, check_uid
 from dicomnode.web.dicomweb import media
 from dicomnode.web.dicomweb.json import dataset
@@ -41,8 +42,10 @@ CANNOT_UNDERSTAND = 0xC000
 PROCESSING_FAILURE = 0x0110
 DUPLICATE_SOP_INSTANCE = 0x0111
 _NODE_FAULTS = {OUT_OF_RESOURCES, PROCESSING_FAILURE}
-#: Parts of one request ingested at the same time.
-INGEST_WINDOW = 4
+#: Parts of one request filed together, with one index commit.
+INGEST_BATCH = 8
+#: Batches of one request being filed at the same time (their fsyncs overlap).
+INGEST_WINDOW = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,45 +75,60 @@ def _peek(content: bytes) -> tuple[str, str, str, str]:
         return "", "", "", ""
 
 
-def store_part(part: Part, *, ingestor: Ingestor, study: str | None, origin: Origin) -> PartOutcome:
-    """Ingest one part; every refusal becomes a FailureReason, never an exception."""
+def _refusal(part: Part, peeked: tuple[str, str, str, str] | None, reason: int, detail: str) -> PartOutcome:
+    sop_class, sop_instance, study_uid, series_uid = peeked or _peek(part.content)
+    logger.warning(
+        "stow part refused",
+        extra={"failure_reason": f"{reason:04X}", "detail": detail[:200], "sop_instance_uid": sop_instance},
+    )
+    return PartOutcome(sop_class, sop_instance, study_uid, series_uid, reason, detail)
+
+
+def _precheck(part: Part, study: str | None) -> tuple[PartOutcome | None, tuple[str, str, str, str] | None]:
+    """A refusal the part earns before ingest (wrong part type, another study), and its peeked UIDs."""
     # The part's UIDs are read here only when needed (a study-scoped request, or a refusal to
     # report): a stored part's come from ingest, which parses the header anyway.
     peeked = _peek(part.content) if study is not None else None
-
-    def failed(reason: int, detail: str) -> PartOutcome:
-        sop_class, sop_instance, study_uid, series_uid = peeked or _peek(part.content)
-        logger.warning(
-            "stow part refused",
-            extra={"failure_reason": f"{reason:04X}", "detail": detail[:200], "sop_instance_uid": sop_instance},
-        )
-        return PartOutcome(sop_class, sop_instance, study_uid, series_uid, reason, detail)
-
     if part.content_type:
         try:
             part_type, _ = parse_content_type(part.content_type)
         except MalformedMultipart:
             part_type = part.content_type
         if part_type != media.DICOM:
-            return failed(CANNOT_UNDERSTAND, f"part type {part.content_type!r} is not {media.DICOM}")
+            detail = f"part type {part.content_type!r} is not {media.DICOM}"
+            return _refusal(part, peeked, CANNOT_UNDERSTAND, detail), peeked
     if peeked is not None and peeked[2] != study:
-        return failed(DATA_SET_DOES_NOT_MATCH, f"StudyInstanceUID {peeked[2]!r} is not the target study {study}")
+        return _refusal(part, peeked, DATA_SET_DOES_NOT_MATCH,
+                        f"StudyInstanceUID {peeked[2]!r} is not the target study {study}"), peeked
+    return None, peeked
+
+
+def _outcome(part: Part, peeked: tuple[str, str, str, str] | None, answer: IngestResult | Exception) -> PartOutcome:
+    """The part's outcome from what ingest answered; every refusal becomes a FailureReason."""
+    if isinstance(answer, IngestResult):
+        return PartOutcome(answer.sop_class_uid, answer.sop_instance_uid, answer.study_instance_uid,
+                           answer.series_instance_uid)
+    reason = {InvalidDataset: CANNOT_UNDERSTAND, InvalidUID: CANNOT_UNDERSTAND, StoreFull: OUT_OF_RESOURCES,
+              DuplicateRefused: DUPLICATE_SOP_INSTANCE, IndexUnavailable: PROCESSING_FAILURE}.get(type(answer))
+    if reason is None:
+        return _refusal(part, peeked, PROCESSING_FAILURE, f"{type(answer).__name__}: {answer}")
+    return _refusal(part, peeked, reason, str(answer))
+
+
+def store_parts(parts: list[Part], *, ingestor: Ingestor, study: str | None, origin: Origin) -> list[PartOutcome]:
+    """Ingest parts of one request with one index commit (``Ingestor.ingest_batch``); one outcome each, in order."""
+    checked = [_precheck(part, study) for part in parts]
+    wanted = [n for n, (refused, _) in enumerate(checked) if refused is None]
     try:
-        result = ingestor.ingest(part.content, origin=origin)
-    except (InvalidDataset, InvalidUID) as exc:
-        return failed(CANNOT_UNDERSTAND, str(exc))
-    except StoreFull as exc:
-        return failed(OUT_OF_RESOURCES, str(exc))
-    except DuplicateRefused as exc:
-        return failed(DUPLICATE_SOP_INSTANCE, str(exc))
-    except IndexUnavailable as exc:
-        return failed(PROCESSING_FAILURE, str(exc))
-    except Exception as exc:  # the HTTP boundary: one bad part must not lose the others' answers
-        logger.exception("stow part failed")
-        return failed(PROCESSING_FAILURE, f"{type(exc).__name__}: {exc}")
-    return PartOutcome(
-        result.sop_class_uid, result.sop_instance_uid, result.study_instance_uid, result.series_instance_uid
-    )
+        answers: list[IngestResult | Exception] = list(
+            ingestor.ingest_batch([parts[n].content for n in wanted], origin=origin))
+    except Exception as exc:  # the HTTP boundary: one bad batch must not lose the request's other answers
+        logger.exception("stow batch failed")
+        answers = [exc] * len(wanted)
+    outcomes = [refused for refused, _ in checked]
+    for n, answer in zip(wanted, answers, strict=True):
+        outcomes[n] = _outcome(parts[n], checked[n][1], answer)
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def _instance_url(base: str, outcome: PartOutcome) -> str:
@@ -209,9 +227,16 @@ async def _store(request: Request, services: ServicesDep, base: str, study: str 
         raise bad_request(str(exc), error="MalformedMultipart") from None
     origin = Origin(peer_address=request.client.host if request.client else "")
     outcomes: list[PartOutcome] = []
-    # Parts are ingested by up to INGEST_WINDOW worker threads at once (their fsyncs overlap);
-    # answers keep the order of the parts.
-    pending: deque[asyncio.Future[PartOutcome]] = deque()
+    # Parts are filed in batches of INGEST_BATCH, up to INGEST_WINDOW batches in worker threads
+    # at once; answers keep the order of the parts.
+    pending: deque[asyncio.Future[list[PartOutcome]]] = deque()
+    batch: list[Part] = []
+
+    def submit() -> None:
+        pending.append(asyncio.ensure_future(
+            run_in_threadpool(store_parts, list(batch), ingestor=services.ingestor, study=study, origin=origin)))
+        batch.clear()
+
     received = 0
     try:
         try:
@@ -220,17 +245,17 @@ async def _store(request: Request, services: ServicesDep, base: str, study: str 
                 if received > max_bytes:
                     raise _too_large(max_bytes)
                 for part in parser.feed(chunk):
-                    pending.append(
-                        asyncio.ensure_future(
-                            run_in_threadpool(store_part, part, ingestor=services.ingestor, study=study, origin=origin)
-                        )
-                    )
+                    batch.append(part)
+                    if len(batch) >= INGEST_BATCH:
+                        submit()
                     while len(pending) >= INGEST_WINDOW:
-                        outcomes.append(await pending.popleft())
+                        outcomes += await pending.popleft()
             parser.close()
-        finally:  # parts already handed to a thread are finished and answered for, whatever happens
+        finally:  # parts already parsed are filed and answered for, whatever happens to the rest
+            if batch:
+                submit()
             while pending:
-                outcomes.append(await pending.popleft())
+                outcomes += await pending.popleft()
     except ClientDisconnect:
         logger.info("stow client went away", extra={"parts": len(outcomes)})
         raise bad_request("the client closed the connection before the body ended", error="ClientDisconnect") from None
