@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ai_pipelines.lung_nodules.calibration import Calibration
 from ai_pipelines.lung_nodules.model import (
     ROI,
     SPACING,
@@ -65,10 +66,17 @@ def network_input(hu: np.ndarray, spacing: Sequence[float],
     return normalise(array), canonical
 
 
-def predict(network: torch.nn.Module, image: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Heat-map and segmentation probabilities of a normalised image (sliding window, MONAI)."""
-    logits = predict_volume(network, image[None], roi_size=ROI, device=device, overlap=0.25)
-    probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+def predict(network: torch.nn.Module, image: np.ndarray, device: torch.device, *,
+            calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated heat-map and segmentation probabilities of a normalised image (sliding window, MONAI).
+
+    A slab thinner than a window is padded with its edge slices (``replicate``): padding with
+    air made the mediastinum of a 40 mm slab look like one large nodule.
+    """
+    logits = predict_volume(network, image[None], roi_size=ROI, device=device, overlap=0.25,
+                            padding_mode="replicate").astype(np.float64)
+    logits[0] = calibration.logits(logits[0])
+    probabilities = 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
     return probabilities[0].astype(np.float32), probabilities[1].astype(np.float32)
 
 
@@ -80,6 +88,7 @@ def detect(
     *,
     device: torch.device,
     threshold: float,
+    calibration: Calibration,
     max_count: int = 50,
 ) -> NoduleDetections:
     """Find nodules in a CT volume.
@@ -97,7 +106,9 @@ def detect(
     device : torch.device
         Where the network runs.
     threshold : float
-        Lowest peak probability reported.
+        Lowest peak probability reported (calibrated).
+    calibration : Calibration
+        Maps the heat logits to probabilities (the checkpoint's; ``Calibration()`` for raw values).
     max_count : int, optional
         Most detections.
 
@@ -109,7 +120,7 @@ def detect(
     started = time.perf_counter()
     image, canonical = network_input(hu, spacing, direction)
     prepared = time.perf_counter()
-    heat, seg = predict(network, image, device)
+    heat, seg = predict(network, image, device, calibration=calibration)
     modelled = time.perf_counter()
     detections, labels = extract_detections(heat, seg, threshold=threshold, max_count=max_count)
     source_shape = hu.shape

@@ -25,6 +25,7 @@ import torch
 
 from ai_pipelines.evaluate import MetricRow
 from ai_pipelines.lung_nodules.baseline import log_blobs
+from ai_pipelines.lung_nodules.calibration import Calibration
 from ai_pipelines.lung_nodules.detector import detect
 from ai_pipelines.lung_nodules.pipeline import LungNodules, NoduleParameters
 from ai_pipelines.nn.weights import REFERENCE_DIR, load_network
@@ -118,14 +119,16 @@ def evaluate(*, cases: int, seed: int, log: Callable[[str], None]) -> list[Metri
     cases = max(int(cases), 8)
     weights = REFERENCE_DIR / f"{LungNodules.name}.pt"
     device = torch.device("cpu")
-    network = load_network(weights, LungNodules.build_network, pipeline=LungNodules.name, device=device).network
+    loaded = load_network(weights, LungNodules.build_network, pipeline=LungNodules.name, device=device)
+    network, heat_calibration = loaded.network, Calibration.from_meta(loaded.meta)
     ours: list[ScanResult] = []
     classical: list[ScanResult] = []
     calibration: list[ScanResult] = []
     started = time.monotonic()
     for n in range(cases):
         case = chest_case(50_000_000 + 1000 * seed + n)
-        found = detect(network, case.values, case.grid.spacing, device=device, threshold=CANDIDATE_THRESHOLD)
+        found = detect(network, case.values, case.grid.spacing, device=device, threshold=CANDIDATE_THRESHOLD,
+                       calibration=heat_calibration)
         ours.append(match(case, found.centres, [d.probability for d in found.detections]))
         blobs = log_blobs(case.values, case.grid.spacing)
         classical.append(match(case, np.array([b.index for b in blobs]).reshape(-1, 3), [b.score for b in blobs]))

@@ -42,8 +42,10 @@ __all__ = [
 
 SPACING = (1.5, 1.5, 1.5)
 HU_RANGE = (-1000.0, 400.0)
-#: Sliding-window size at inference (voxels of SPACING); training patches are smaller.
-ROI = (64, 128, 128)
+#: Sliding-window size at inference (voxels of SPACING): the training patch size. Instance norm
+#: sees the same context as in training (64x128x128 windows lowered the nodule peaks), and on
+#: 2 CPU cores a 200x240x240 grid took 9.7 s against 19.2 s for 64x128x128.
+ROI = (32, 64, 64)
 NETWORK_KWARGS: dict[str, Any] = {
     "spatial_dims": 3, "in_channels": 1, "features": 16, "channels": (8, 16, 32, 64),
     "strides": (2, 2, 2), "num_res_units": 1,

@@ -3,7 +3,8 @@
 A small MONAI 3D UNet (see :mod:`~ai_pipelines.lung_nodules.model`) turns the CT (HU,
 reoriented to axial, resampled to 1.5 mm) into a nodule heat map and a segmentation.
 Local maxima of the heat map above ``threshold`` are the nodules; each gets its centre,
-its long-axis (axial) diameter and volume from its segmentation, and the heat-map value
+its long-axis (axial) diameter and volume from its segmentation, and the heat-map value,
+calibrated on held-apart synthetic scans (:mod:`~ai_pipelines.lung_nodules.calibration`),
 as its probability. Outputs:
 
 - a Comprehensive 3D SR (TID 1500): one measurement group per nodule with its centre as
@@ -17,7 +18,7 @@ as its probability. Outputs:
 Parameters (``AlgorithmInfo.parameters``; unknown names are refused):
 
 ``threshold`` (float, 0.05-0.99, default 0.5)
-    Lowest heat-map probability reported.
+    Lowest calibrated probability reported.
 ``max_findings`` (int, 1-50, default 20)
     Most nodules reported (highest probability first).
 ``saliency_images`` (int, 0-10, default 3)
@@ -47,6 +48,7 @@ from pydicom.uid import generate_uid
 
 from ai_pipelines import writers
 from ai_pipelines.base import Finding, InputSpec, OutputKind, PipelineInputError, PipelineResult, SeriesInput
+from ai_pipelines.lung_nodules.calibration import Calibration
 from ai_pipelines.lung_nodules.detector import detect, predict, saliency_on_source
 from ai_pipelines.lung_nodules.model import build_network
 from ai_pipelines.montage.pipeline import refuse_results
@@ -145,7 +147,9 @@ class LungNodules(TorchPipeline):
 
         Returns the heat-map and segmentation probabilities stacked as ``(2, z, y, x)``.
         """
-        heat, seg = predict(self.loaded().network, np.asarray(image, dtype=np.float32), self.torch_device)
+        loaded = self.loaded()
+        heat, seg = predict(loaded.network, np.asarray(image, dtype=np.float32), self.torch_device,
+                            calibration=Calibration.from_meta(loaded.meta))
         return np.stack([heat, seg])
 
     def run(self, series: SeriesInput, *, algorithm: AlgorithmInfo) -> PipelineResult:
@@ -175,13 +179,15 @@ class LungNodules(TorchPipeline):
             raise PipelineInputError(f"invalid lung_nodules parameters: {exc}") from exc
         self.accepts.check(series)
         refuse_results(series)
-        network = self.loaded().network
+        loaded = self.loaded()
+        network = loaded.network
         started = time.perf_counter()
         volume = load_volume(series)
         _check_geometry(volume)
         decoded = time.perf_counter()
         found = detect(network, volume.array, volume.spacing, volume.direction, device=self.torch_device,
-                       threshold=parameters.threshold, max_count=parameters.max_findings)
+                       threshold=parameters.threshold, calibration=Calibration.from_meta(loaded.meta),
+                       max_count=parameters.max_findings)
         post = time.perf_counter()
         self.remember_forward_input(found.image)
         findings, segments = self._findings(volume, found)

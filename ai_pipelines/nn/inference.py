@@ -22,6 +22,7 @@ def predict_volume(
     overlap: float = 0.25,
     batch_size: int = 1,
     mode: str = "gaussian",
+    padding_mode: str = "constant",
 ) -> np.ndarray:
     """Run ``network`` over ``image`` in overlapping windows and stitch the outputs.
 
@@ -42,6 +43,10 @@ def predict_volume(
         Windows per forward pass.
     mode : str, optional
         ``"gaussian"`` (weights window centres more) or ``"constant"``.
+    padding_mode : str, optional
+        How an image smaller than a window is padded: ``"constant"`` (zeros: the background
+        of a normalised skull-stripped MR) or ``"replicate"`` (edge values: a CT slab thinner
+        than the window then continues as it is instead of ending in air).
 
     Returns
     -------
@@ -52,6 +57,6 @@ def predict_volume(
     with autocast(device):
         output = sliding_window_inference(
             batch, roi_size=tuple(roi_size), sw_batch_size=batch_size, predictor=network,
-            overlap=overlap, mode=mode, sw_device=device, device=torch.device("cpu"),
+            overlap=overlap, mode=mode, padding_mode=padding_mode, sw_device=device, device=torch.device("cpu"),
         )
     return output[0].float().numpy()

@@ -66,6 +66,10 @@ class TrainingProgress:
             yield step
             self._progress.update(self._task, advance=1)
 
+    def advance_to(self, done: int) -> None:
+        """Set the bar to ``done`` of ``total`` (for loops that report their own count)."""
+        self._progress.update(self._task, completed=done)
+
     def status(self, text: str) -> None:
         """Show ``text`` (e.g. the running loss) at the end of the bar."""
         self._progress.update(self._task, status=text)
