@@ -1,7 +1,8 @@
 """Datasets to and from the DICOM JSON model (PS3.18 Annex F), through pydicom.
 
-pydicom writes the JSON (``Dataset.to_json_dict``); this module only decides which values go
-out as a BulkDataURI and what that URI is. A bulk value's URI names its place in the dataset:
+pydicom writes the JSON (``Dataset.to_json_dict``, or ``DataElement.to_json_dict`` element by
+element for stored headers, remembering the JSON of values that repeat across a series); this
+module only decides which values go out as a BulkDataURI and what that URI is. A bulk value's URI names its place in the dataset:
 ``{instance}/bulkdata/7FE00010`` at the top level, ``{instance}/bulkdata/00540016/0/00181072``
 inside sequence item 0. Large values are never read from disk to write metadata: the file
 is parsed with ``defer_size`` and deferred values are stood in for by a placeholder.
@@ -94,7 +95,42 @@ def to_json(ds: Dataset, *, bulk_data_uri: Callable[[str], str] | None) -> dict[
     def handler(elem: DataElement) -> str:
         return bulk_data_uri(paths.get(id(elem), f"{int(elem.tag):08X}"))
 
-    return ds.to_json_dict(bulk_data_element_handler=handler, bulk_data_threshold=BULK_DATA_THRESHOLD * 4 // 3)
+    threshold = BULK_DATA_THRESHOLD * 4 // 3
+    charset = ds.get_item(0x00080005, keep_deferred=True)
+    charset_key = charset.value if isinstance(charset, RawDataElement) else str(getattr(charset, "value", ""))
+    out: dict[str, Any] = {}
+    for tag in ds.keys():
+        raw = ds.get_item(tag, keep_deferred=True)
+        key = _repeatable(raw, charset_key)
+        if key is None:
+            out[f"{tag:08X}"] = ds[tag].to_json_dict(handler, threshold)
+            continue
+        value = _ELEMENT_JSON.get(key)
+        if value is None:
+            value = ds[tag].to_json_dict(handler, threshold)
+            if len(_ELEMENT_JSON) >= _ELEMENT_JSON_SIZE:
+                _ELEMENT_JSON.clear()  # a crude bound: refills within one series
+            _ELEMENT_JSON[key] = value
+        out[f"{tag:08X}"] = value
+    return out
+
+
+#: pydicom's JSON of short top-level values, by (tag, VR, bytes, byte order, character set): the
+#: patient, study and series attributes repeat in every header of a series, and converting each
+#: element (pydicom's ``to_json_dict``) was most of the cost of a cold ``/metadata`` request.
+#: The dicts are shared between answers and must not be changed (they are only serialised).
+_ELEMENT_JSON: dict[tuple[int, str, bytes, bool, object], dict[str, Any]] = {}
+_ELEMENT_JSON_SIZE = 8192
+_NOT_REPEATABLE_VRS = _BINARY_VRS | {"SQ"}
+
+
+def _repeatable(raw: object, charset: object) -> tuple[int, str, bytes, bool, object] | None:
+    """The memo key of a raw element whose JSON depends only on its bytes; None for the rest."""
+    if not isinstance(raw, RawDataElement) or raw.VR is None or raw.VR in _NOT_REPEATABLE_VRS:
+        return None  # implicit VR (the VR comes from the dictionary), sequences, binary values
+    if raw.value is None or len(raw.value) > 256 or int(raw.tag) == 0x00080005:
+        return None  # deferred, long, or the character set itself
+    return (int(raw.tag), str(raw.VR), bytes(raw.value), raw.is_little_endian, charset)
 
 
 def read_metadata(path: Path, *, bulk_data_uri: Callable[[str], str]) -> dict[str, Any]:
