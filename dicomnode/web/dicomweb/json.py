@@ -2,10 +2,11 @@
 
 pydicom writes the JSON (``Dataset.to_json_dict``, or ``DataElement.to_json_dict`` element by
 element for stored headers, remembering the JSON of values that repeat across a series); this
-module only decides which values go out as a BulkDataURI and what that URI is. A bulk value's URI names its place in the dataset:
-``{instance}/bulkdata/7FE00010`` at the top level, ``{instance}/bulkdata/00540016/0/00181072``
-inside sequence item 0. Large values are never read from disk to write metadata: the file
-is parsed with ``defer_size`` and deferred values are stood in for by a placeholder.
+module only decides which values go out as a BulkDataURI and what that URI is. A bulk value's
+URI names its place in the dataset: ``{instance}/bulkdata/7FE00010`` at the top level,
+``{instance}/bulkdata/00540016/0/00181072`` inside sequence item 0. Large values are never
+read from disk to write metadata: the file is parsed with ``defer_size`` and deferred values
+are stood in for by a placeholder.
 """
 
 from __future__ import annotations
