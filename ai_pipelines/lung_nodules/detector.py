@@ -22,7 +22,9 @@ from ai_pipelines.lung_nodules.model import (
     extract_detections,
     normalise,
     resample,
+    resample_window,
     saliency_map,
+    saliency_window,
 )
 from ai_pipelines.nn.inference import predict_volume
 
@@ -144,5 +146,6 @@ def saliency_on_source(network: torch.nn.Module, found: NoduleDetections, number
     heat = saliency_map(network, found.image, peak, device=device)
     source_shape = found.labels.shape
     canonical_shape = found.canonical.forward(np.empty(source_shape, dtype=np.uint8)).shape
-    back = resample(heat, SPACING, found.canonical.spacing(spacing), order=1, shape=canonical_shape)
+    back = resample_window(heat, SPACING, found.canonical.spacing(spacing), shape=canonical_shape,
+                           box=saliency_window(peak, found.image.shape))
     return np.clip(found.canonical.backward(back), 0.0, 1.0)

@@ -100,6 +100,33 @@ def resample(array: np.ndarray, spacing: Sequence[float], target: Sequence[float
     return ndimage.affine_transform(array, scale, output_shape=tuple(shape), order=order, mode="nearest")
 
 
+def resample_window(array: np.ndarray, spacing: Sequence[float], target: Sequence[float], *,
+                    shape: Sequence[int], box: Sequence[slice]) -> np.ndarray:
+    """:func:`resample` of an ``array`` that is zero outside ``box``, to ``shape``, block by block.
+
+    Only the output voxels that read from inside the box are computed (with one voxel of
+    margin for linear interpolation), so a saliency window goes back to a 512x512x300 source
+    grid in milliseconds instead of seconds; the result equals ``resample(array, ..., shape)``.
+    """
+    scale = np.asarray(target, dtype=float) / np.asarray(spacing, dtype=float)
+    out = np.zeros(tuple(shape), dtype=np.float32)
+    crop_low = [max(b.start - 1, 0) for b in box]
+    crop_high = [min(b.stop + 1, n) for b, n in zip(box, array.shape, strict=True)]
+    first = [int(np.ceil((lo - 1) / s)) for lo, s in zip(crop_low, scale, strict=True)]
+    last = [int(np.floor(hi / s)) for hi, s in zip(crop_high, scale, strict=True)]
+    first = [min(max(f, 0), n) for f, n in zip(first, shape, strict=True)]
+    last = [min(max(f + 1, lo), n) for f, lo, n in zip(last, first, shape, strict=True)]
+    if any(hi <= lo for lo, hi in zip(first, last, strict=True)):
+        return out
+    crop = np.asarray(array[tuple(slice(lo, hi) for lo, hi in zip(crop_low, crop_high, strict=True))],
+                      dtype=np.float32)
+    offset = [f * s - lo for f, s, lo in zip(first, scale, crop_low, strict=True)]
+    block = tuple(hi - lo for lo, hi in zip(first, last, strict=True))
+    out[tuple(slice(lo, hi) for lo, hi in zip(first, last, strict=True))] = ndimage.affine_transform(
+        crop, scale, offset=offset, output_shape=block, order=1, mode="nearest")
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Canonical:
     """How a volume's array axes map onto the training orientation (S, P, L) by flips and a permutation.
@@ -283,6 +310,13 @@ def extract_detections(heat: np.ndarray, seg: np.ndarray, *, threshold: float, m
     return detections, labels
 
 
+def saliency_window(peak: Sequence[int], shape: Sequence[int],
+                    window: Sequence[int] = (32, 64, 64)) -> tuple[slice, ...]:
+    """The crop of :func:`saliency_map` around ``peak``: outside it the map is zero."""
+    low = [int(np.clip(p - w // 2, 0, max(n - w, 0))) for p, w, n in zip(peak, window, shape, strict=True)]
+    return tuple(slice(lo, min(lo + w, n)) for lo, w, n in zip(low, window, shape, strict=True))
+
+
 def saliency_map(network: torch.nn.Module, image: np.ndarray, peak: Sequence[int], *,
                  device: torch.device, window: Sequence[int] = (32, 64, 64)) -> np.ndarray:
     """Input-gradient saliency of one detection: |d heat-logit(peak) / d input|, smoothed, in [0, 1].
@@ -308,8 +342,8 @@ def saliency_map(network: torch.nn.Module, image: np.ndarray, peak: Sequence[int
     numpy.ndarray
         Same shape as ``image``; 0 outside the window, the map scaled so its maximum is 1.
     """
-    low = [int(np.clip(p - w // 2, 0, max(n - w, 0))) for p, w, n in zip(peak, window, image.shape, strict=True)]
-    box = tuple(slice(lo, lo + w) for lo, w in zip(low, window, strict=True))
+    box = saliency_window(peak, image.shape, window)
+    low = [b.start for b in box]
     crop = image[box]
     pad = [(0, w - s) for w, s in zip(window, crop.shape, strict=True)]
     tensor = torch.from_numpy(np.pad(crop, pad, mode="edge"))[None, None].to(device).requires_grad_(True)

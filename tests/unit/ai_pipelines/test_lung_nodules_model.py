@@ -8,7 +8,14 @@ import torch
 
 from ai_pipelines.lung_nodules.baseline import log_blobs, lung_mask
 from ai_pipelines.lung_nodules.evaluation import ScanResult, froc, match
-from ai_pipelines.lung_nodules.model import Canonical, build_network, extract_detections, heat_target, resample
+from ai_pipelines.lung_nodules.model import (
+    Canonical,
+    build_network,
+    extract_detections,
+    heat_target,
+    resample,
+    resample_window,
+)
 from ai_pipelines.lung_nodules.train import focal_loss
 from ai_pipelines.synthetic.chest_nodules import LidcStats, chest_case
 
@@ -102,3 +109,17 @@ def test_lung_mask_and_log_baseline_find_a_large_solid_nodule() -> None:
     blobs = log_blobs(case.values, case.grid.spacing, mask=mask)
     result = match(case, np.array([b.index for b in blobs]), [b.score for b in blobs])
     assert (result.hits == 0).any()
+
+
+def test_resample_window_equals_the_whole_volume_resample() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        shape = tuple(int(n) for n in rng.integers(20, 60, 3))
+        array = np.zeros(shape, np.float32)
+        low = [int(rng.integers(0, n - 5)) for n in shape]
+        box = tuple(slice(lo, min(lo + int(rng.integers(3, 15)), n)) for lo, n in zip(low, shape, strict=True))
+        array[box] = rng.random(tuple(b.stop - b.start for b in box))
+        target = tuple(float(v) for v in rng.uniform(0.5, 3.0, 3))
+        whole = resample(array, (1.5, 1.5, 1.5), target)
+        window = resample_window(array, (1.5, 1.5, 1.5), target, shape=whole.shape, box=box)
+        np.testing.assert_allclose(window, whole, atol=1e-6)
