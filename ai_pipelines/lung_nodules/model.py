@@ -29,6 +29,7 @@ __all__ = [
     "NETWORK_KWARGS",
     "HeatSegNet",
     "ROI",
+    "SALIENCY_WINDOW",
     "SPACING",
     "Canonical",
     "Detection",
@@ -37,7 +38,9 @@ __all__ = [
     "heat_target",
     "normalise",
     "resample",
+    "resample_window",
     "saliency_map",
+    "saliency_window",
 ]
 
 SPACING = (1.5, 1.5, 1.5)
@@ -310,15 +313,19 @@ def extract_detections(heat: np.ndarray, seg: np.ndarray, *, threshold: float, m
     return detections, labels
 
 
+#: Crop around a detection in which :func:`saliency_map` takes its gradient (voxels of SPACING).
+SALIENCY_WINDOW = (32, 64, 64)
+
+
 def saliency_window(peak: Sequence[int], shape: Sequence[int],
-                    window: Sequence[int] = (32, 64, 64)) -> tuple[slice, ...]:
+                    window: Sequence[int] = SALIENCY_WINDOW) -> tuple[slice, ...]:
     """The crop of :func:`saliency_map` around ``peak``: outside it the map is zero."""
     low = [int(np.clip(p - w // 2, 0, max(n - w, 0))) for p, w, n in zip(peak, window, shape, strict=True)]
     return tuple(slice(lo, min(lo + w, n)) for lo, w, n in zip(low, window, shape, strict=True))
 
 
 def saliency_map(network: torch.nn.Module, image: np.ndarray, peak: Sequence[int], *,
-                 device: torch.device, window: Sequence[int] = (32, 64, 64)) -> np.ndarray:
+                 device: torch.device, window: Sequence[int] = SALIENCY_WINDOW) -> np.ndarray:
     """Input-gradient saliency of one detection: |d heat-logit(peak) / d input|, smoothed, in [0, 1].
 
     Computed on a window around the peak (the receptive field that matters), so it costs one

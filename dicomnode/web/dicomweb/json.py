@@ -129,8 +129,8 @@ def _repeatable(raw: object, charset: object) -> tuple[int, str, bytes, bool, ob
     """The memo key of a raw element whose JSON depends only on its bytes; None for the rest."""
     if not isinstance(raw, RawDataElement) or raw.VR is None or raw.VR in _NOT_REPEATABLE_VRS:
         return None  # implicit VR (the VR comes from the dictionary), sequences, binary values
-    if raw.value is None or len(raw.value) > 256 or int(raw.tag) == 0x00080005:
-        return None  # deferred, long, or the character set itself
+    if raw.value is None or len(raw.value) > 256:
+        return None  # deferred or long
     return (int(raw.tag), str(raw.VR), bytes(raw.value), raw.is_little_endian, charset)
 
 
