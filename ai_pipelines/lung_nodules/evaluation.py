@@ -9,9 +9,10 @@ A candidate hits a nodule when its centre lies within max(radius, 3 mm) of the n
 centre; several hits on one nodule count once, a candidate that hits none is a false
 positive. FROC: sensitivity at 1/8 ... 8 false positives per scan, and CPM, their mean
 (the LUNA16 convention). Specificity: the share of nodule-free scans with no candidate at
-or above the operating threshold: the pipeline's default (0.5) for the UNet; for LoG the
-score that gives 1 false positive per scan on separate calibration scans (seeds
-``60_000_000 + 1000 * seed + n``).
+or above the operating threshold. Both operating thresholds give 1 false positive per scan
+on calibration scans apart from these: the UNet's is the one its weights carry (chosen with
+their Platt calibration, see :mod:`~ai_pipelines.lung_nodules.calibration`), LoG's is
+chosen here on seeds ``60_000_000 + 1000 * seed + n``.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import torch
 
 from ai_pipelines.evaluate import MetricRow
 from ai_pipelines.lung_nodules.baseline import log_blobs
-from ai_pipelines.lung_nodules.calibration import Calibration
+from ai_pipelines.lung_nodules.calibration import Calibration, threshold_at_rate
 from ai_pipelines.lung_nodules.detector import detect
-from ai_pipelines.lung_nodules.pipeline import LungNodules, NoduleParameters
+from ai_pipelines.lung_nodules.pipeline import LungNodules
 from ai_pipelines.nn.weights import REFERENCE_DIR, load_network
 from ai_pipelines.synthetic.chest_nodules import ChestCase, chest_case
 
@@ -96,9 +97,8 @@ def _operating(results: Sequence[ScanResult], threshold: float) -> tuple[float, 
 
 def _threshold_at_rate(results: Sequence[ScanResult], rate: float) -> float:
     """Lowest score threshold whose false positives per scan stay within ``rate``."""
-    fp_scores = np.sort(np.concatenate([r.scores[r.hits < 0] for r in results] + [np.zeros(0)]))[::-1]
-    allowed = int(np.floor(rate * len(results)))
-    return float(fp_scores[allowed] + 1e-9) if allowed < len(fp_scores) else 0.0
+    return threshold_at_rate(np.concatenate([r.scores[r.hits < 0] for r in results] + [np.zeros(0)]),
+                             len(results), rate)
 
 
 def _rows(method: str, results: Sequence[ScanResult], threshold: float, data: str, note: str) -> list[MetricRow]:
@@ -143,8 +143,10 @@ def evaluate(*, cases: int, seed: int, log: Callable[[str], None]) -> list[Metri
     nodules = sum(r.nodules for r in ours)
     data = (f"{cases} synthetic chest CT (1.5 mm; {nodules} nodules, LIDC-IDRI statistics; {free} nodule-free), "
             f"seed {seed}")
-    default = NoduleParameters().threshold
-    rows = _rows("3D heat-map UNet (ours)", ours, default, data, f"p >= {default:g}")
+    operating = heat_calibration.operating_threshold
+    chosen = (f"1 FP/scan on the weights' {heat_calibration.scans} calibration scans"
+              if heat_calibration.threshold is not None else "no operating threshold in the weights: the fallback")
+    rows = _rows("3D heat-map UNet (ours)", ours, operating, data, f"p >= {operating:.3f}, {chosen}")
     rows += _rows("LoG blobs in lung mask (classical)", classical, log_threshold, data,
                   f"score >= {log_threshold:.3f}, 1 FP/scan on {len(calibration)} calibration scans")
     seed_paper = "claimed by the seed paper; data not stated"

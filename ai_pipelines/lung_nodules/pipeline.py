@@ -2,7 +2,7 @@
 
 A small MONAI 3D UNet (see :mod:`~ai_pipelines.lung_nodules.model`) turns the CT (HU,
 reoriented to axial, resampled to 1.5 mm) into a nodule heat map and a segmentation.
-Local maxima of the heat map above ``threshold`` are the nodules; each gets its centre,
+Local maxima of the heat map at or above the threshold are the nodules; each gets its centre,
 its long-axis (axial) diameter and volume from its segmentation, and the heat-map value,
 calibrated on held-apart synthetic scans (:mod:`~ai_pipelines.lung_nodules.calibration`),
 as its probability. Outputs:
@@ -17,8 +17,10 @@ as its probability. Outputs:
 
 Parameters (``AlgorithmInfo.parameters``; unknown names are refused):
 
-``threshold`` (float, 0.05-0.99, default 0.5)
-    Lowest calibrated probability reported.
+``threshold`` (float, 0.05-0.99, default: the weights' operating threshold)
+    Lowest calibrated probability reported. Left out, the threshold chosen with the
+    calibration (1 false positive per scan on the calibration scans; 0.5 for weights
+    calibrated without one). Lower finds more nodules and more false positives.
 ``max_findings`` (int, 1-50, default 20)
     Most nodules reported (highest probability first).
 ``saliency_images`` (int, 0-10, default 3)
@@ -48,7 +50,7 @@ from pydicom.uid import generate_uid
 
 from ai_pipelines import writers
 from ai_pipelines.base import Finding, InputSpec, OutputKind, PipelineInputError, PipelineResult, SeriesInput
-from ai_pipelines.lung_nodules.calibration import Calibration
+from ai_pipelines.lung_nodules.calibration import THRESHOLD_RANGE, Calibration
 from ai_pipelines.lung_nodules.detector import detect, predict, saliency_on_source
 from ai_pipelines.lung_nodules.model import build_network
 from ai_pipelines.montage.pipeline import refuse_results
@@ -75,15 +77,17 @@ class NoduleParameters:
         Naming the parameter and its value when it is out of range or not a number.
     """
 
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the weights' operating threshold
     max_findings: int = 20
     saliency_images: int = 3
 
     def __post_init__(self) -> None:
-        threshold = _number("threshold", self.threshold)
-        if not 0.05 <= threshold <= 0.99:
-            raise ValueError(f"threshold={self.threshold!r}; expected 0.05-0.99")
-        object.__setattr__(self, "threshold", threshold)
+        if self.threshold is not None:
+            threshold = _number("threshold", self.threshold)
+            low, high = THRESHOLD_RANGE
+            if not low <= threshold <= high:
+                raise ValueError(f"threshold={self.threshold!r}; expected {low:g}-{high:g}")
+            object.__setattr__(self, "threshold", threshold)
         for name, high, low in (("max_findings", 50, 1), ("saliency_images", 10, 0)):
             value = _number(name, getattr(self, name))
             if not value.is_integer() or not low <= value <= high:
@@ -185,9 +189,10 @@ class LungNodules(TorchPipeline):
         volume = load_volume(series)
         _check_geometry(volume)
         decoded = time.perf_counter()
+        calibration = Calibration.from_meta(loaded.meta)
+        threshold = calibration.operating_threshold if parameters.threshold is None else parameters.threshold
         found = detect(network, volume.array, volume.spacing, volume.direction, device=self.torch_device,
-                       threshold=parameters.threshold, calibration=Calibration.from_meta(loaded.meta),
-                       max_count=parameters.max_findings)
+                       threshold=threshold, calibration=calibration, max_count=parameters.max_findings)
         post = time.perf_counter()
         self.remember_forward_input(found.image)
         findings, segments = self._findings(volume, found)

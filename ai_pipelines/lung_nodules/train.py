@@ -9,7 +9,8 @@ few steps, so a run sees about ``steps / refresh`` different scans. Each step tr
 patches, two thirds of them around a nodule. Case seeds are ``1_000_000 + 100_000 * seed + n``;
 evaluation draws from another range. Loss: CenterNet focal loss on the heat map plus
 binary cross-entropy and Dice on the segmentation. After training, the heat map is
-calibrated (Platt scaling) on ``--calibration-scans`` separate scans; see
+calibrated (Platt scaling) on ``--calibration-scans`` separate scans, which also choose the
+operating threshold (``--fp-per-scan`` false positives per scan, default 1); see
 :mod:`~ai_pipelines.lung_nodules.calibration`. ``--calibrate-only`` fits that calibration
 for the checkpoint at ``--out`` (yours, or the reference one) without training.
 
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ai_pipelines.lung_nodules.calibration import fit_calibration
+from ai_pipelines.lung_nodules.calibration import OPERATING_FP_PER_SCAN, fit_calibration
 from ai_pipelines.lung_nodules.model import (
     NETWORK_KWARGS,
     ROI,
@@ -51,7 +52,7 @@ PIPELINE = "lung_nodules"
 PATCH = ROI  # train on the windows inference uses
 POOL, REFRESH, BATCH = 12, 4, 2
 DEFAULT_STEPS = 1800
-DEFAULT_CALIBRATION_SCANS = 16
+DEFAULT_CALIBRATION_SCANS = 48
 
 
 def training_case(seed: int, number: int) -> ChestCase:
@@ -97,7 +98,8 @@ def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def train(*, steps: int, seed: int, threads: int | None, out: Path, quiet: bool = False,
-          calibration_scans: int = DEFAULT_CALIBRATION_SCANS) -> dict[str, object]:
+          calibration_scans: int = DEFAULT_CALIBRATION_SCANS,
+          fp_per_scan: float = OPERATING_FP_PER_SCAN) -> dict[str, object]:
     """Train and save the checkpoint (see the module docstring); return its metadata.
 
     Parameters
@@ -115,6 +117,8 @@ def train(*, steps: int, seed: int, threads: int | None, out: Path, quiet: bool 
     calibration_scans : int, optional
         Scans for the Platt calibration of the heat map (0: none; a smoke run that finds no
         nodule cannot be calibrated and is saved without).
+    fp_per_scan : float, optional
+        False positives per calibration scan the operating threshold allows.
     """
     rng = seed_everything(seed)
     threads = set_threads(threads)
@@ -153,12 +157,13 @@ def train(*, steps: int, seed: int, threads: int | None, out: Path, quiet: bool 
     save_checkpoint(out, network, pipeline=PIPELINE, network_kwargs=NETWORK_KWARGS, meta=meta)
     record_in_manifest(out, pipeline=PIPELINE, **meta)
     if calibration_scans > 0:
-        meta = calibrate(out, scans=calibration_scans, seed=seed, quiet=quiet) or meta
+        meta = calibrate(out, scans=calibration_scans, seed=seed, fp_per_scan=fp_per_scan, quiet=quiet) or meta
     return meta
 
 
-def calibrate(out: Path, *, scans: int, seed: int, quiet: bool = False) -> dict[str, object] | None:
-    """Fit the heat-map calibration for the checkpoint at ``out`` and save it there.
+def calibrate(out: Path, *, scans: int, seed: int, fp_per_scan: float = OPERATING_FP_PER_SCAN,
+              quiet: bool = False) -> dict[str, object] | None:
+    """Fit the heat-map calibration and operating threshold for the checkpoint at ``out`` and save it there.
 
     Returns the checkpoint's new metadata, or None (and a message on stderr) when the
     network found no nodule to fit on (a smoke run); the checkpoint is then left as it was.
@@ -167,7 +172,7 @@ def calibrate(out: Path, *, scans: int, seed: int, quiet: bool = False) -> dict[
     with TrainingProgress(f"{PIPELINE} calibration", total=scans, disable=quiet) as progress:
         try:
             calibration = fit_calibration(loaded.network, scans=scans, seed=seed, device=torch.device("cpu"),
-                                          progress=progress.advance_to)
+                                          fp_per_scan=fp_per_scan, progress=progress.advance_to)
         except ValueError as exc:
             print(f"{out}: saved without calibration: {exc}", file=sys.stderr)
             return None
@@ -187,19 +192,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REFERENCE_DIR / f"{PIPELINE}.pt")
     parser.add_argument("--calibration-scans", type=int, default=DEFAULT_CALIBRATION_SCANS,
                         help="synthetic scans for the heat-map calibration after training (0: none)")
+    parser.add_argument("--fp-per-scan", type=float, default=OPERATING_FP_PER_SCAN,
+                        help="false positives per calibration scan the operating threshold allows")
     parser.add_argument("--calibrate-only", action="store_true",
                         help="fit the calibration for the checkpoint at --out without training")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.calibrate_only:
         set_threads(args.threads)
-        meta = calibrate(args.out, scans=args.calibration_scans, seed=args.seed, quiet=args.quiet)
+        meta = calibrate(args.out, scans=args.calibration_scans, seed=args.seed, fp_per_scan=args.fp_per_scan,
+                         quiet=args.quiet)
         if meta is None:
             return 1
         print(f"calibrated {args.out}: {meta['calibration']}")
         return 0
     meta = train(steps=args.steps, seed=args.seed, threads=args.threads, out=args.out, quiet=args.quiet,
-                 calibration_scans=args.calibration_scans)
+                 calibration_scans=args.calibration_scans, fp_per_scan=args.fp_per_scan)
     print(f"saved {args.out}: final loss {meta['final_loss']}, {meta['train_seconds']} s")
     return 0
 

@@ -7,8 +7,8 @@ CT). The routing rules are those of ``conf/rules.yaml`` (the montage rule droppe
 rule sending to a DCMTK storescp). What storescp receives must be:
 
 - for the brain series: a SEG, a TID 1500 SR and a Secondary Capture;
-- for the chest CT: a TID 1500 SR and a key-image Secondary Capture, and a SEG (plus saliency
-  Secondary Captures) when nodules were reported;
+- for the chest CT: a TID 1500 SR with a nodule, its SEG, a key-image Secondary Capture and
+  saliency Secondary Captures;
 - for the MR: an "AI synthetic CT" CT series and an "AI denoised" MR series, slice for slice;
 
 and every run in PostgreSQL must name the sha256 of the reference weights it loaded.
@@ -21,6 +21,7 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pytest
 import yaml
@@ -177,16 +178,18 @@ def test_brain_chest_and_planning_mr_come_back_as_seg_sr_sc_and_derived_series(d
     assert seg.StudyInstanceUID == brain[0].StudyInstanceUID
     assert seg.FrameOfReferenceUID == brain[0].FrameOfReferenceUID
 
-    # A report and a key image always; a SEG only when nodules were reported (the reference
-    # weights often report none at the default threshold: issue 5 stays open for them).
+    # At the weights' operating threshold the reference weights find one of the two solid
+    # nodules here (p 0.33, 0.5 mm from truth): report, SEG, key image and a saliency image.
     chest_out = received["chest"]
-    assert {SR_3D, SC} <= set(chest_out) <= {SEG, SR_3D, SC}
+    assert set(chest_out) == {SEG, SR_3D, SC}
     (report,) = chest_out[SR_3D]
     assert report.StudyInstanceUID == chest[0].StudyInstanceUID and len(chest_case.nodules) == 2
     evidence = {item.SeriesInstanceUID for study in report.CurrentRequestedProcedureEvidenceSequence
                 for item in study.ReferencedSeriesSequence}
     assert chest[0].SeriesInstanceUID in evidence
-    assert (SEG in chest_out) == any(seg.SeriesInstanceUID in evidence for seg in chest_out.get(SEG, []))
+    assert any(seg.SeriesInstanceUID in evidence for seg in chest_out[SEG])
+    groups = hd.sr.Comprehensive3DSR.from_dataset(report).content.get_volumetric_roi_measurement_groups()
+    assert len(groups) >= 1
 
     mr_out = received["mr"]
     assert set(mr_out) == {CT_IMAGE, MR_IMAGE}
