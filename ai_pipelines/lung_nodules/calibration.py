@@ -23,16 +23,17 @@ checkpoint that has none.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.optimize import minimize
+from scipy.special import expit
 
 __all__ = [
-    "CALIBRATION_SEEDS", "FALLBACK_THRESHOLD", "OPERATING_FP_PER_SCAN", "Calibration", "fit_calibration",
-    "THRESHOLD_RANGE", "fit_platt", "threshold_at_rate",
+    "CALIBRATION_SEEDS", "FALLBACK_THRESHOLD", "OPERATING_FP_PER_SCAN", "THRESHOLD_RANGE", "Calibration",
+    "fit_calibration", "fit_platt", "threshold_at_rate",
 ]
 
 CALIBRATION_SEEDS = 70_000_000
@@ -90,8 +91,7 @@ class Calibration:
         record = meta.get("calibration")
         if not record:
             return cls()
-        names = ("slope", "intercept", "scans", "candidates", "hits", "threshold", "fp_per_scan", "sensitivity")
-        return cls(**{k: record[k] for k in names if k in record})
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
 
     def logits(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated logits of raw heat-map logits."""
@@ -174,13 +174,12 @@ def fit_calibration(network: torch.nn.Module, *, scans: int, seed: int, device: 
         total += judged.nodules
         if progress is not None:
             progress(n + 1)
-    slope, intercept = fit_platt(logits, hits)
-    probability = 1.0 / (1.0 + np.exp(-(slope * np.asarray(logits) + intercept)))
+    fitted = Calibration(*fit_platt(logits, hits), scans=scans, candidates=len(hits), hits=int(sum(hits)))
+    probability = expit(fitted.logits(np.asarray(logits)))
     hit = np.asarray(hits, dtype=bool)
     low, high = THRESHOLD_RANGE
     threshold = float(np.clip(threshold_at_rate(probability[~hit], scans, fp_per_scan), low, high))
     kept = probability >= threshold
-    found = {k for k, keep in zip(nodules, kept, strict=True) if keep and k >= 0}
-    return Calibration(slope, intercept, scans=scans, candidates=len(hits), hits=int(hit.sum()),
-                       threshold=round(threshold, 6), fp_per_scan=round(float((kept & ~hit).sum()) / scans, 4),
-                       sensitivity=round(len(found) / max(total, 1), 4))
+    found_nodules = {k for k, keep in zip(nodules, kept, strict=True) if keep and k >= 0}
+    return replace(fitted, threshold=round(threshold, 6), fp_per_scan=round(float((kept & ~hit).sum()) / scans, 4),
+                   sensitivity=round(len(found_nodules) / max(total, 1), 4))
