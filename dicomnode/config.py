@@ -109,6 +109,9 @@ class NetSettings(_Section):
     #: Seconds an association's network and reactor threads sleep when idle: lower is faster
     #: per instance and costs more CPU per open association (pynetdicom's default is 0.001).
     poll_interval: float = Field(0.0002, gt=0, le=0.01)
+    #: Serve C-STORE/C-ECHO of storage-only associations in the network thread
+    #: (``net.data_phase``); false: every message through pynetdicom's reactor.
+    direct_store: bool = True
 
     @field_validator("ae_title")
     @classmethod

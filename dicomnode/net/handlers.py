@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from io import BytesIO
 from typing import Any
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filewriter import write_file_meta_info
+from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE
 from sqlalchemy import func, insert, update
@@ -31,7 +30,7 @@ from dicomnode.errors import (
     StoreFull,
 )
 from dicomnode.logs import bind, unbind
-from dicomnode.net import status
+from dicomnode.net import status, wire
 from dicomnode.store import paths
 from dicomnode.store.ingest import Ingestor, Origin
 
@@ -56,7 +55,8 @@ class AssociationStats:
     log_token: Any = field(default=None)
 
 
-def _stats(assoc: Any) -> AssociationStats:
+def association_stats(assoc: Any) -> AssociationStats:
+    """The counters of ``assoc``, created on first use."""
     stats = getattr(assoc, "_dicomnode_stats", None)
     if stats is None:
         stats = AssociationStats()
@@ -72,7 +72,12 @@ def _failure(code: int, comment: str) -> Dataset:
 
 
 def _peer(event: evt.Event) -> tuple[str, str, int]:
-    requestor = event.assoc.requestor
+    return peer_of(event.assoc)
+
+
+def peer_of(assoc: Any) -> tuple[str, str, int]:
+    """(calling AE title, host, port) of the requestor of ``assoc``."""
+    requestor = assoc.requestor
     calling = requestor.ae_title
     if not calling and requestor.primitive is not None:
         # At EVT_REQUESTED pynetdicom has not copied it from the A-ASSOCIATE-RQ yet.
@@ -191,7 +196,7 @@ def handle_accepted(event: evt.Event, log: AssociationLog, poll_interval: float)
     per idle open association instead of ~6%. ``net.poll_interval`` sets it.
     """
     calling, host, port = _peer(event)
-    stats = _stats(event.assoc)
+    stats = association_stats(event.assoc)
     event.assoc.dul._run_loop_delay = poll_interval
     stats.association_id = log.opened(
         calling=calling,
@@ -208,7 +213,7 @@ def handle_accepted(event: evt.Event, log: AssociationLog, poll_interval: float)
 
 def handle_closed(event: evt.Event, log: AssociationLog) -> None:
     """EVT_RELEASED / EVT_ABORTED: close the log row with its counts."""
-    stats = _stats(event.assoc)
+    stats = association_stats(event.assoc)
     if stats.association_id is None:
         return
     outcome = "aborted" if event.event is evt.EVT_ABORTED else "released"
@@ -244,7 +249,7 @@ def handle_dimse_recv(event: evt.Event) -> None:
     response.Status = status.INVALID_OBJECT_INSTANCE
     response.ErrorComment = "AffectedSOPInstanceUID is empty"
     logger.warning("instance refused: C-STORE command without SOP Instance UID")
-    _stats(event.assoc).failures += 1
+    association_stats(event.assoc).failures += 1
     event.assoc.dimse.send_msg(response, event.message.context_id)
 
 
@@ -255,20 +260,27 @@ def handle_echo(event: evt.Event) -> int:
 
 def part10_bytes(event: evt.Event, *, sop_class_uid: str, sop_instance_uid: str) -> bytes:
     """The received dataset as a Part 10 file: preamble, our file meta, the bytes as received."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = event.context.transfer_syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    calling = event.assoc.requestor.ae_title.strip()
-    if calling:
-        meta.SourceApplicationEntityTitle = calling
-    buffer = BytesIO()
-    buffer.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(buffer, meta, enforce_standard=True)
-    buffer.write(event.request.DataSet.getbuffer())
-    return buffer.getvalue()
+    prefix = file_meta_prefix(
+        sop_class_uid=sop_class_uid,
+        sop_instance_uid=sop_instance_uid,
+        transfer_syntax=str(event.context.transfer_syntax),
+        calling_ae_title=event.assoc.requestor.ae_title.strip(),
+    )
+    return prefix + event.request.DataSet.getvalue()
+
+
+def file_meta_prefix(
+    *, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, calling_ae_title: str
+) -> bytes:
+    """Preamble and file meta group of a received instance; the dataset bytes follow as received."""
+    return wire.file_meta_prefix(
+        sop_class_uid=sop_class_uid,
+        sop_instance_uid=sop_instance_uid,
+        transfer_syntax_uid=transfer_syntax,
+        implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+        implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+        source_ae_title=calling_ae_title,
+    )
 
 
 def _refusal_status(exc: InvalidUID | InvalidDataset) -> int:
@@ -281,7 +293,34 @@ def _refusal_status(exc: InvalidUID | InvalidDataset) -> int:
 
 
 def handle_store(event: evt.Event, ingestor: Ingestor) -> int | Dataset:
-    """C-STORE: file and index the instance, then answer.
+    """C-STORE through pynetdicom (associations that also carry query/retrieve): see ``store_received``."""
+    calling, host, _port = _peer(event)
+    sop_instance_uid = str(event.request.AffectedSOPInstanceUID or "")
+    sop_class_uid = str(event.request.AffectedSOPClassUID)
+    return store_received(
+        ingestor,
+        association_stats(event.assoc),
+        calling=calling,
+        host=host,
+        sop_instance_uid=sop_instance_uid,
+        part10=lambda: part10_bytes(event, sop_class_uid=sop_class_uid, sop_instance_uid=sop_instance_uid),
+    )
+
+
+def store_received(
+    ingestor: Ingestor,
+    stats: AssociationStats,
+    *,
+    calling: str,
+    host: str,
+    sop_instance_uid: str,
+    part10: Callable[[], bytes],
+) -> int | Dataset:
+    """File and index one received instance, then say what to answer; never raises.
+
+    ``part10`` builds the Part 10 bytes (called only once the command's SOP Instance UID
+    passed the UID grammar). Both receive paths end here: pynetdicom's C-STORE event and the
+    storage data phase (``net.data_phase``).
 
     Statuses
     --------
@@ -298,13 +337,9 @@ def handle_store(event: evt.Event, ingestor: Ingestor) -> int | Dataset:
     0xC220 Error: Cannot understand
         Study/Series Instance UID or SOP Class UID missing or invalid.
     """
-    stats = _stats(event.assoc)
-    calling, host, _port = _peer(event)
-    request = event.request
-    sop_instance_uid = str(request.AffectedSOPInstanceUID or "")
     token = bind(calling_ae_title=calling, association_id=stats.association_id, sop_instance_uid=sop_instance_uid)
     try:
-        result = _store(event, ingestor, stats, calling=calling, host=host, sop_instance_uid=sop_instance_uid)
+        result = _store(ingestor, stats, calling=calling, host=host, sop_instance_uid=sop_instance_uid, part10=part10)
     finally:
         unbind(token)
     if result is status.SUCCESS:
@@ -315,18 +350,21 @@ def handle_store(event: evt.Event, ingestor: Ingestor) -> int | Dataset:
 
 
 def _store(
-    event: evt.Event, ingestor: Ingestor, stats: AssociationStats, *, calling: str, host: str, sop_instance_uid: str
+    ingestor: Ingestor,
+    stats: AssociationStats,
+    *,
+    calling: str,
+    host: str,
+    sop_instance_uid: str,
+    part10: Callable[[], bytes],
 ) -> int | Dataset:
     try:
         if not paths.is_valid_uid(sop_instance_uid):
             raise InvalidUID(
                 f"AffectedSOPInstanceUID {sop_instance_uid[:40]!r} is not a valid UID", keyword="SOPInstanceUID"
             )
-        data = part10_bytes(
-            event, sop_class_uid=str(event.request.AffectedSOPClassUID), sop_instance_uid=sop_instance_uid
-        )
         ingestor.ingest(
-            data,
+            part10(),
             origin=Origin(calling_ae_title=calling, peer_address=host, association_id=stats.association_id),
             expected_sop_instance_uid=sop_instance_uid,
         )
