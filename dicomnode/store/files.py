@@ -64,7 +64,22 @@ def write_atomic(target: Path, chunks: Iterable[bytes | memoryview], *, fsync: b
     StoreFull
         When the disk fills up during the write (the partial file is removed).
     """
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}")
+    temp, size = write_partial(target, chunks, fsync=fsync)
+    publish(temp, target, fsync=fsync)
+    return size
+
+
+def write_partial(
+    target: Path, chunks: Iterable[bytes | memoryview], *, fsync: bool, directory: Path | None = None
+) -> tuple[Path, int]:
+    """The first half of ``write_atomic``: the bytes in a hidden partial file.
+
+    The partial file lies beside ``target``, or in ``directory`` (on the same filesystem)
+    when the target's directory may not be created yet. Returns the partial file and its
+    size; ``publish`` moves it into place, or ``with_suppressed_unlink`` drops it. Raises
+    StoreFull as ``write_atomic`` does.
+    """
+    temp = (directory or target.parent) / f".{target.name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     size = 0
     try:
@@ -79,7 +94,6 @@ def write_atomic(target: Path, chunks: Iterable[bytes | memoryview], *, fsync: b
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temp, target)
     except OSError as exc:
         with_suppressed_unlink(temp)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -88,9 +102,24 @@ def write_atomic(target: Path, chunks: Iterable[bytes | memoryview], *, fsync: b
     except BaseException:
         with_suppressed_unlink(temp)
         raise
+    return temp, size
+
+
+def publish(temp: Path, target: Path, *, fsync: bool) -> None:
+    """The second half of ``write_atomic``: rename the partial file over ``target``, durably.
+
+    Only ``target``'s directory is fsynced: the entry that must survive a crash is there; a
+    partial file's old entry that reappears is removed by ``remove_partials`` at start.
+    """
+    try:
+        os.replace(temp, target)
+    except OSError as exc:
+        with_suppressed_unlink(temp)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreFull(f"disk full while writing {target.name}") from exc
+        raise
     if fsync:
         _fsync_dir(target.parent)
-    return size
 
 
 def with_suppressed_unlink(path: Path) -> None:
