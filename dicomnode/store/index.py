@@ -2,8 +2,9 @@
 
 This is the ingest hot path, so it speaks SQL to psycopg directly (prepared statements, no
 ORM): SQLAlchemy's per-statement overhead was a fifth of the CPU per instance. Series ids are
-cached per process after their first instance, so the steady state is one duplicate lookup,
-one statement that upserts the instance and bumps its series, and the commit. The SQL names
+cached per process after their first instance, so the steady state is one statement that
+inserts the instance and bumps its series, sent with the BEGIN (``insert_new_instance``), and
+the commit; a duplicate takes the lookup-then-upsert path. The SQL names
 the tables and columns of ``dicomnode.db.models``; the migration test keeps them in step.
 """
 
@@ -188,6 +189,28 @@ _UPSERT_INSTANCE = """
 """
 
 
+# A new instance of a series already indexed: insert it and count it in; nothing when its SOP
+# Instance UID is indexed already (the caller then takes the duplicate path).
+_INSERT_NEW_INSTANCE = """
+    WITH inserted AS (
+        INSERT INTO instance (
+            sop_instance_uid, series_fk, sop_class_uid, instance_number, transfer_syntax_uid,
+            rows, columns, number_of_frames, file_path, file_size, sha256,
+            calling_ae_title, peer_address, association_fk
+        ) VALUES (
+            %(sop_instance_uid)s, %(series_fk)s, %(sop_class_uid)s, %(instance_number)s,
+            %(transfer_syntax_uid)s, %(rows)s, %(columns)s, %(number_of_frames)s, %(file_path)s,
+            %(file_size)s, %(sha256)s, %(calling_ae_title)s, %(peer_address)s, %(association_fk)s
+        )
+        ON CONFLICT (sop_instance_uid) DO NOTHING
+        RETURNING 1
+    )
+    UPDATE series SET instance_count = instance_count + 1, last_received_at = now()
+    WHERE id = %(series_fk)s AND EXISTS (SELECT FROM inserted)
+    RETURNING id
+"""
+
+
 def _one(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
     return conn.execute(sql, params, prepare=True).fetchone()  # type: ignore[arg-type]
 
@@ -247,6 +270,45 @@ def _upsert_series(*, conn: psycopg.Connection[Any], record: InstanceRecord) -> 
     return int(series_id)
 
 
+def _instance_params(record: InstanceRecord, facts: FileFacts, series_id: int) -> dict[str, Any]:
+    return {
+        "sop_instance_uid": record.sop_instance_uid,
+        "series_fk": series_id,
+        "sop_class_uid": record.sop_class_uid,
+        "instance_number": record.instance_number,
+        "transfer_syntax_uid": record.transfer_syntax_uid,
+        "rows": record.rows,
+        "columns": record.columns,
+        "number_of_frames": record.number_of_frames,
+        "file_path": facts.file_path,
+        "file_size": facts.file_size,
+        "sha256": facts.sha256,
+        "calling_ae_title": facts.calling_ae_title,
+        "peer_address": facts.peer_address,
+        "association_fk": facts.association_id,
+    }
+
+
+def insert_new_instance(
+    *, conn: psycopg.Connection[Any], record: InstanceRecord, facts: FileFacts, series_id: int
+) -> bool:
+    """Index a new instance of a known series (the caller commits); False if already indexed.
+
+    The steady state of ingest: the transaction's BEGIN and this one statement go out in one
+    round trip (libpq pipeline mode), where the general path needs BEGIN, the duplicate
+    lookup and the upsert (about 0.1 ms of client CPU each, and as much again on the
+    server). When the SOP Instance UID is indexed already nothing is written.
+
+    Raises
+    ------
+    psycopg.errors.ForeignKeyViolation
+        When ``series_id`` names no row any more (a stale cache entry).
+    """
+    with conn.pipeline():
+        cursor = conn.execute(_INSERT_NEW_INSTANCE, _instance_params(record, facts, series_id), prepare=True)
+    return cursor.fetchone() is not None
+
+
 def index_instance(
     *,
     conn: psycopg.Connection[Any],
@@ -277,27 +339,7 @@ def index_instance(
     if moved:
         assert previous is not None
         conn.execute(_COUNT_OUT, {"series_id": previous.series_fk}, prepare=True)
-    row = _one(
-        conn,
-        _UPSERT_INSTANCE,
-        {
-            "sop_instance_uid": record.sop_instance_uid,
-            "series_fk": series_id,
-            "sop_class_uid": record.sop_class_uid,
-            "instance_number": record.instance_number,
-            "transfer_syntax_uid": record.transfer_syntax_uid,
-            "rows": record.rows,
-            "columns": record.columns,
-            "number_of_frames": record.number_of_frames,
-            "file_path": facts.file_path,
-            "file_size": facts.file_size,
-            "sha256": facts.sha256,
-            "calling_ae_title": facts.calling_ae_title,
-            "peer_address": facts.peer_address,
-            "association_fk": facts.association_id,
-            "moved": moved,
-        },
-    )
+    row = _one(conn, _UPSERT_INSTANCE, {**_instance_params(record, facts, series_id), "moved": moved})
     if row is None or row[0] is None:
         # The series row is gone (deleted since it was cached): the caller retries afresh.
         raise StaleSeriesCache(record.series_instance_uid)

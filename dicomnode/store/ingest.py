@@ -404,6 +404,71 @@ class Ingestor:
     def _ingest(self, data: bytes, record: index.InstanceRecord, origin: Origin) -> IngestResult:
         files.check_free_space(self.root, min_free_bytes=self.settings.min_free_mb * 2**20)
         facts = self._facts(data, record, origin)
+        series_id = self._cache.get(record.series_instance_uid)
+        target = self.root / facts.file_path
+        if series_id is not None and not target.exists():
+            return self._ingest_new(data, record, facts, series_id, target)
+        return self._ingest_any(data, record, facts)
+
+    def _ingest_new(
+        self, data: bytes, record: index.InstanceRecord, facts: index.FileFacts, series_id: int, target: Path
+    ) -> IngestResult:
+        """The steady state: a series indexed before, nothing at the instance's path yet.
+
+        The file is written (on the writer thread) while BEGIN and the insert travel, and the
+        commit waits for it. When the SOP Instance UID turns out to be indexed already (in
+        another series), or the cached series is gone, the general path decides, and the file
+        written here goes unless the index points at it.
+        """
+        pending = self._writer.submit(files.write_atomic, target, (data,), fsync=self.settings.fsync)
+        try:
+            pooled = self._engine.raw_connection()
+        except (DBAPIError, psycopg.Error) as exc:
+            pending.result()  # the file stays, unindexed, as on the general path
+            raise IndexUnavailable(f"index database unreachable: {getattr(exc, 'orig', None) or exc}") from exc
+        conn = pooled.driver_connection
+        inserted = False
+        try:
+            inserted = index.insert_new_instance(conn=conn, record=record, facts=facts, series_id=series_id)
+            pending.result()  # durable before the commit; StoreFull surfaces here
+            if inserted:
+                conn.commit()
+        except psycopg.errors.IntegrityError:
+            self._cache.clear()  # the cached series was deleted behind our back
+            inserted = False
+        except psycopg.OperationalError:
+            if conn.broken or conn.closed:
+                pooled.invalidate()
+            inserted = False
+        finally:
+            pooled.close()  # back to the pool, which rolls back anything uncommitted
+        if inserted:
+            return self._finish(_Staged(IngestOutcome.STORED, record, facts, None, series_id))
+        pending.result()
+        try:
+            result = self._ingest_any(data, record, facts)
+        except DuplicateRefused:
+            self._drop_unindexed(target, record)
+            raise
+        if result.outcome is IngestOutcome.KEPT:
+            self._drop_unindexed(target, record)
+        return result
+
+    def _drop_unindexed(self, target: Path, record: index.InstanceRecord) -> None:
+        """Remove a file ``_ingest_new`` wrote, unless the index points at it after all."""
+        try:
+            pooled = self._engine.raw_connection()
+            try:
+                stored = index.find_instance(conn=pooled.driver_connection, sop_instance_uid=record.sop_instance_uid)
+            finally:
+                pooled.close()
+        except (DBAPIError, psycopg.Error):
+            return  # unknown: keeping an unindexed file is harmless, deleting an indexed one is not
+        if stored is None or self.root / stored.file_path != target:
+            files.with_suppressed_unlink(target)
+
+    def _ingest_any(self, data: bytes, record: index.InstanceRecord, facts: index.FileFacts) -> IngestResult:
+        """Any instance: duplicate lookup, policy, file, index, commit (with one retry)."""
         for attempt in (1, 2):
             try:
                 pooled = self._engine.raw_connection()
