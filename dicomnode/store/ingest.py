@@ -420,6 +420,9 @@ class Ingestor:
         another series), or the cached series is gone, the general path decides, and the file
         written here goes unless the index points at it.
         """
+        # The series directory can be gone although the series id is cached (a study deleted
+        # from disk and index): make it again, or the write fails.
+        files.ensure_dir(target.parent, root=self.root, fsync=self.settings.fsync)
         pending = self._writer.submit(files.write_atomic, target, (data,), fsync=self.settings.fsync)
         try:
             pooled = self._engine.raw_connection()

@@ -105,3 +105,19 @@ def test_cached_series_deleted_behind_our_back(engine: Engine, tmp_path: Path) -
     result = ingestor.ingest(instance(1, 2), origin=ORIGIN)
     assert result.outcome is IngestOutcome.STORED
     assert rows(engine) == {result.sop_instance_uid: (result.file_path, 1)}
+
+
+def test_cached_series_deleted_with_its_files(engine: Engine, tmp_path: Path) -> None:
+    """A study removed from index and disk while its series id is cached: the next instance is filed."""
+    import shutil
+
+    ingestor = make_ingestor(engine, tmp_path, DuplicatePolicy.REPLACE_SAME_SERIES)
+    first = ingestor.ingest(instance(1, 1), origin=ORIGIN)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM instance"))
+        conn.execute(text("DELETE FROM series"))
+    shutil.rmtree(tmp_path / first.study_instance_uid)
+    result = ingestor.ingest(instance(1, 2), origin=ORIGIN)
+    assert result.outcome is IngestOutcome.STORED
+    assert (tmp_path / result.file_path).read_bytes() == instance(1, 2)
+    assert rows(engine) == {result.sop_instance_uid: (result.file_path, 1)}
