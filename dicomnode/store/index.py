@@ -157,9 +157,8 @@ _COUNT_OUT = """
     UPDATE series SET instance_count = greatest(instance_count - 1, 0) WHERE id = %(series_id)s
 """
 
-# One round trip upserts the instance and bumps its series' counters.
-_UPSERT_INSTANCE = """
-    WITH upsert AS (
+# The instance row both instance statements insert (same columns, same parameters).
+_INSTANCE_ROW = """
         INSERT INTO instance (
             sop_instance_uid, series_fk, sop_class_uid, instance_number, transfer_syntax_uid,
             rows, columns, number_of_frames, file_path, file_size, sha256,
@@ -169,7 +168,12 @@ _UPSERT_INSTANCE = """
             %(transfer_syntax_uid)s, %(rows)s, %(columns)s, %(number_of_frames)s, %(file_path)s,
             %(file_size)s, %(sha256)s, %(calling_ae_title)s, %(peer_address)s, %(association_fk)s
         )
-        ON CONFLICT (sop_instance_uid) DO UPDATE SET
+"""
+
+# One round trip upserts the instance and bumps its series' counters.
+_UPSERT_INSTANCE = """
+    WITH upsert AS (
+""" + _INSTANCE_ROW + """        ON CONFLICT (sop_instance_uid) DO UPDATE SET
             series_fk = EXCLUDED.series_fk, sop_class_uid = EXCLUDED.sop_class_uid,
             instance_number = EXCLUDED.instance_number,
             transfer_syntax_uid = EXCLUDED.transfer_syntax_uid, rows = EXCLUDED.rows,
@@ -193,16 +197,7 @@ _UPSERT_INSTANCE = """
 # Instance UID is indexed already (the caller then takes the duplicate path).
 _INSERT_NEW_INSTANCE = """
     WITH inserted AS (
-        INSERT INTO instance (
-            sop_instance_uid, series_fk, sop_class_uid, instance_number, transfer_syntax_uid,
-            rows, columns, number_of_frames, file_path, file_size, sha256,
-            calling_ae_title, peer_address, association_fk
-        ) VALUES (
-            %(sop_instance_uid)s, %(series_fk)s, %(sop_class_uid)s, %(instance_number)s,
-            %(transfer_syntax_uid)s, %(rows)s, %(columns)s, %(number_of_frames)s, %(file_path)s,
-            %(file_size)s, %(sha256)s, %(calling_ae_title)s, %(peer_address)s, %(association_fk)s
-        )
-        ON CONFLICT (sop_instance_uid) DO NOTHING
+""" + _INSTANCE_ROW + """        ON CONFLICT (sop_instance_uid) DO NOTHING
         RETURNING 1
     )
     UPDATE series SET instance_count = instance_count + 1, last_received_at = now()
