@@ -42,7 +42,7 @@ def free_port() -> int:
 
 
 def listening_sockets(port: int) -> int:
-    """How many sockets listen on ``port`` (one per process when they share it by SO_REUSEPORT)."""
+    """How many sockets listen on ``port``."""
     count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -275,12 +275,6 @@ class DicomnodeReceiver(Receiver):
         self._spawn(
             [self.python, "-m", "dicomnode", "serve", "--no-web", "--no-worker"], env=self._env(), cwd=self.repo
         )
-
-    def _extra_ready(self) -> bool:
-        # with N processes on one port, wait for all N listening sockets so the first run's
-        # connections are not all handed to the process that happened to start first
-        wanted = self.processes or os.cpu_count() or 1
-        return listening_sockets(self.port) >= wanted
 
     def stored_instances(self) -> int:
         import psycopg

@@ -96,7 +96,8 @@ class NetSettings(_Section):
     max_pdu: int = Field(262144, ge=0)
     #: Associations served at once by each process; more are rejected (transient, 0x02).
     max_associations: int = Field(16, ge=1, le=1000)
-    #: Processes sharing the DIMSE port (SO_REUSEPORT); 0 means one per CPU core.
+    #: Processes sharing the DIMSE port (each association to the least busy, see net.balance);
+    #: 0 means one per CPU core.
     processes: int = Field(0, ge=0, le=64)
     #: Calling AE titles allowed to associate; empty means any.
     allowed_ae_titles: list[str] = Field(default_factory=list)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy import Engine
 
 from dicomnode.config import DimseDestination, Settings
@@ -21,7 +22,7 @@ from dicomnode.db import migrate
 from dicomnode.db.embedded import EmbeddedPostgres
 from dicomnode.db.session import make_engine, make_sessionmaker
 from dicomnode.logs import setup_logging
-from dicomnode.net import handlers, qr, scp
+from dicomnode.net import balance, handlers, qr, scp
 from dicomnode.store import files
 from dicomnode.store.ingest import Ingestor
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from dicomnode.jobs.worker import BackgroundWorker
 
 logger = logging.getLogger(__name__)
+
+# How long the parent waits for every SCP process to serve before listening with fewer.
+_START_TIMEOUT = 120.0
 
 
 class DatabaseNotReady(Exception):
@@ -76,7 +80,9 @@ class RunningNode:
         self.engine.dispose()
 
 
-def start_in_process(settings: Settings, url: str, *, reuse_port: bool = False) -> RunningNode:
+def start_in_process(
+    settings: Settings, url: str, *, server_class: type[ThreadedAssociationServer] = ThreadedAssociationServer
+) -> RunningNode:
     """Start the SCP in this process (threads), using database ``url``."""
     scp.configure_pynetdicom(debug_dimse=settings.log.debug_dimse, reactor_interval=settings.net.poll_interval)
     engine = make_engine(url, pool_size=max(settings.db.pool_size, settings.net.max_associations))
@@ -86,7 +92,9 @@ def start_in_process(settings: Settings, url: str, *, reuse_port: bool = False) 
     # C-MOVE sends only to DIMSE peers; DICOMweb destinations are for results (dispatch)
     dimse_peers = [d for d in settings.destinations if isinstance(d, DimseDestination)]
     archive = qr.Archive(sessions=sessions, store_root=ingestor.root, destinations=dimse_peers)
-    server = scp.start_scp(settings=settings.net, ingestor=ingestor, log=log, reuse_port=reuse_port, archive=archive)
+    server = scp.start_scp(
+        settings=settings.net, ingestor=ingestor, log=log, archive=archive, server_class=server_class
+    )
     return RunningNode(engine=engine, servers=[server])
 
 
@@ -111,12 +119,13 @@ class StopSignal:
         return self.signal_name is not None
 
 
-def _child(settings: Settings, url: str, index: int) -> None:
+def _child(settings: Settings, url: str, index: int, shared: balance.SharedListener) -> None:
     setup_logging(level=settings.log.level, fmt=settings.log.format, debug_dimse=settings.log.debug_dimse)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
+    # SIGTERM keeps its default until we serve: starting holds nothing that needs a clean stop
+    node = start_in_process(settings, url, server_class=balance.server_class(shared, index))
     stop = StopSignal()
     signal.signal(signal.SIGTERM, stop.handle)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
-    node = start_in_process(settings, url, reuse_port=True)
     logger.info("worker process serving", extra={"scp_process": index, "pid": os.getpid()})
     while not stop.wait(1.0):
         pass
@@ -230,15 +239,19 @@ def _wait(stop: StopSignal) -> None:
 def _serve_processes(settings: Settings, url: str, count: int, stop: StopSignal) -> None:
     context = multiprocessing.get_context("spawn")
     children: dict[int, multiprocessing.process.BaseProcess] = {}
+    shared = balance.SharedListener.bind(settings.net.host, settings.net.port, processes=count, context=context)
 
     def spawn(index: int) -> None:
-        child = context.Process(target=_child, args=(settings, url, index), name=f"dicomnode-scp-{index}")
+        shared.restarting(index)
+        child = context.Process(target=_child, args=(settings, url, index, shared), name=f"dicomnode-scp-{index}")
         child.start()
         children[index] = child
 
     for index in range(count):
         spawn(index)
-    logger.info("serving", extra={"processes": count, "port": settings.net.port})
+    _wait_serving(shared, children, stop)
+    shared.open()
+    logger.info("serving", extra={"processes": count, "serving": shared.serving(), "port": settings.net.port})
     while not stop.wait(0.5):
         for index, child in list(children.items()):
             if not child.is_alive():
@@ -254,3 +267,24 @@ def _serve_processes(settings: Settings, url: str, count: int, stop: StopSignal)
         child.join(timeout=10)
         if child.is_alive():  # a child stuck in shutdown must not keep the node from exiting
             child.kill()
+    shared.close()
+
+
+def _wait_serving(
+    shared: balance.SharedListener, children: dict[int, multiprocessing.process.BaseProcess], stop: StopSignal
+) -> None:
+    """Until every SCP process serves, so the first senders are spread over all of them.
+
+    Gives up (and listens with those that serve) when one dies starting or after
+    ``_START_TIMEOUT``: a node that serves some is better than one that refuses all.
+    """
+    deadline = time.monotonic() + _START_TIMEOUT
+    while shared.serving() < len(children) and stop.signal_name is None:
+        dead = [index for index, child in children.items() if not child.is_alive()]
+        if dead or time.monotonic() > deadline:
+            logger.error(
+                "not every SCP process started; listening with those that did",
+                extra={"serving": shared.serving(), "processes": len(children), "dead": dead},
+            )
+            return
+        stop.wait(0.05)

@@ -1,14 +1,13 @@
 """The DIMSE SCP: build the AE from settings and run it, in one or several processes.
 
-Several processes share the port through SO_REUSEPORT (Linux spreads new connections across
-them): pynetdicom is CPU-bound per message, so parallel associations need parallel
-interpreters, not threads.
+Several processes share one listening socket and take turns by load (``balance``):
+pynetdicom is CPU-bound per message, so parallel associations need parallel interpreters,
+not threads.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 
@@ -103,15 +102,6 @@ class _ReactorClock:
         return getattr(time, name)
 
 
-class ReusePortServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server, binding with SO_REUSEPORT so processes can share a port."""
-
-    def server_bind(self) -> None:
-        assert self.socket is not None
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
-
-
 def build_ae(settings: NetSettings) -> AE:
     """An AE that accepts echo and every storage SOP class (see ``configure_pynetdicom``)."""
     ae = AE(ae_title=settings.ae_title)
@@ -156,15 +146,18 @@ def start_scp(
     settings: NetSettings,
     ingestor: Ingestor,
     log: handlers.AssociationLog,
-    reuse_port: bool = False,
     archive: qr.Archive | None = None,
+    server_class: type[ThreadedAssociationServer] = ThreadedAssociationServer,
 ) -> ThreadedAssociationServer:
-    """Start serving in a background thread; returns the server (``.shutdown()`` stops it)."""
+    """Start serving in a background thread; returns the server (``.shutdown()`` stops it).
+
+    ``server_class`` is :func:`balance.server_class`'s for one of several processes sharing a port.
+    """
     ae = build_ae(settings)
     server = ae.make_server(
         (settings.host, settings.port),
         evt_handlers=event_handlers(settings=settings, ingestor=ingestor, log=log, archive=archive),
-        server_class=ReusePortServer if reuse_port else ThreadedAssociationServer,
+        server_class=server_class,
     )
     ae._servers.append(server)  # so ae.shutdown() stops it too
     thread = threading.Thread(target=server.serve_forever, name="dimse-scp", daemon=True)

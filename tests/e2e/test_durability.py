@@ -192,7 +192,7 @@ def port_refuses(port: int, *, within: float = 5) -> bool:
         time.sleep(0.1)
 
 
-# One SCP process, and the multi-process mode (SO_REUSEPORT children) that kill -9 on the
+# One SCP process, and the multi-process mode (children sharing one socket) that kill -9 on the
 # process group must take down whole.
 @pytest.mark.parametrize("processes", [1, 2], ids=["1-process", "2-processes"])
 def test_kill_9_mid_transfer_loses_nothing_acknowledged(db_url: str, tmp_path: Path, processes: int) -> None:
