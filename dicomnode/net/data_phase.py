@@ -71,7 +71,19 @@ class StorageDataPhase:
         self.max_pdu = max_pdu or _UNLIMITED_PDU
         self.eligible: bool | None = None  # decided once, when the contexts are known
         self._transfer_syntaxes: dict[int, str] = {}
+        self._reactor_wake = threading.Event()
         self._reset()
+
+    def reactor_nap(self, seconds: float) -> None:
+        """The association's reactor sleeps here: until woken, ``seconds`` at most."""
+        if self._reactor_wake.wait(seconds):
+            # Cleared after waking: whatever set it was queued before, so the reactor's
+            # checks that follow see it.
+            self._reactor_wake.clear()
+
+    def wake_reactor(self) -> None:
+        """pynetdicom has something for the reactor (a release, an abort, a message to serve)."""
+        self._reactor_wake.set()
 
     def _reset(self) -> None:
         self._context_id: int | None = None
@@ -244,6 +256,7 @@ class StorageDataPhase:
                 (context_id, b"\x02" + bytes(self._dataset[self._prefix_length:]))
             )
         self.assoc.dimse.receive_primitive(primitive)
+        self.wake_reactor()
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytearray:
@@ -261,7 +274,11 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytearray:
 def _is_transport_event(dul: DULServiceProvider) -> bool:
     """``DULServiceProvider._is_transport_event`` with the storage data phase in front of it."""
     phase: StorageDataPhase | None = getattr(dul.assoc, "_dicomnode_data_phase", None)
-    if phase is None or dul.state_machine.current_state != "Sta6":
+    if phase is None:
+        return _original_is_transport_event(dul)
+    if dul.state_machine.current_state != "Sta6":
+        if phase.eligible:
+            phase.wake_reactor()  # released or aborting: the reactor answers or ends it
         return _original_is_transport_event(dul)
     if phase.eligible is None:
         phase.eligible = phase._decide(dul)
@@ -274,8 +291,12 @@ def _is_transport_event(dul: DULServiceProvider) -> bool:
         )
     if not phase.eligible:
         return _original_is_transport_event(dul)
+    # Back here after pynetdicom's loop ran: what it did (a release request decoded, an
+    # abort, a timer) may be for the reactor.
+    phase.wake_reactor()
     if phase.run(dul):
         return _original_is_transport_event(dul)
+    phase.wake_reactor()
     return False
 
 
