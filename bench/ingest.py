@@ -28,6 +28,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -79,24 +80,36 @@ def send(receiver: Receiver, files: tuple[Path, ...], associations: int, *, logd
     env = dcmtk_env()
     logs = [logdir / f"storescu-{index}.log" for index in range(len(commands))]
     processes: list[subprocess.Popen[bytes]] = []
+    timed_out = threading.Event()
+
+    def kill_running() -> None:
+        for process in list(processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    def on_timeout() -> None:
+        timed_out.set()
+        kill_running()
+
+    # A watchdog, so the clock stops at a plain blocking wait: Popen.wait(timeout=...) polls
+    # with naps of up to 50 ms, which quantised every run's wall time by as much.
+    watchdog = threading.Timer(timeout, on_timeout)
     start = time.perf_counter()
+    watchdog.start()
     try:
         for command, log_path in zip(commands, logs, strict=True):
             with open(log_path, "wb") as log:
                 processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                                   start_new_session=True))
-        codes = []
-        for process in processes:
-            remaining = max(0.1, timeout - (time.perf_counter() - start))
-            codes.append(process.wait(timeout=remaining))
+        codes = [process.wait() for process in processes]
         wall = time.perf_counter() - start
-    except subprocess.TimeoutExpired:
-        return time.perf_counter() - start, f"senders still running after {timeout:.0f} s (killed)"
     finally:
+        watchdog.cancel()
+        kill_running()  # after an exception while starting them
         for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            process.wait()
+    if timed_out.is_set():
+        return wall, f"senders still running after {timeout:.0f} s (killed)"
     problems = [f"storescu #{i} exited {code}" for i, code in enumerate(codes) if code != 0]
     for index, log_path in enumerate(logs):
         errors = [line for line in log_path.read_text(errors="replace").splitlines() if line.startswith(("E:", "F:"))]
