@@ -88,7 +88,7 @@ def start_in_process(
     engine = make_engine(url, pool_size=max(settings.db.pool_size, settings.net.max_associations))
     sessions = make_sessionmaker(engine)
     ingestor = Ingestor(settings=settings.store, sessions=sessions)
-    log = handlers.AssociationLog(sessions)
+    log = handlers.AssociationLog(engine)
     # C-MOVE sends only to DIMSE peers; DICOMweb destinations are for results (dispatch)
     dimse_peers = [d for d in settings.destinations if isinstance(d, DimseDestination)]
     archive = qr.Archive(sessions=sessions, store_root=ingestor.root, destinations=dimse_peers)
