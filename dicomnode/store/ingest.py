@@ -415,27 +415,23 @@ class Ingestor:
     ) -> IngestResult:
         """The steady state: a series indexed before, nothing at the instance's path yet.
 
-        The file is written (on the writer thread) while BEGIN and the insert travel, and the
-        commit waits for it. When the SOP Instance UID turns out to be indexed already (in
-        another series), or the cached series is gone, the general path decides, and the file
-        written here goes unless the index points at it.
+        The file is written and fsynced, then one statement indexes and commits it (in this
+        order: the durability contract). When the SOP Instance UID turns out to be indexed
+        already (in another series), or the cached series is gone, the general path decides,
+        and the file written here goes unless the index points at it.
         """
-        # The series directory can be gone although the series id is cached (a study deleted
-        # from disk and index): make it again, or the write fails.
-        files.ensure_dir(target.parent, root=self.root, fsync=self.settings.fsync)
-        pending = self._writer.submit(files.write_atomic, target, (data,), fsync=self.settings.fsync)
         try:
             pooled = self._engine.raw_connection()
         except (DBAPIError, psycopg.Error) as exc:
-            pending.result()  # the file stays, unindexed, as on the general path
             raise IndexUnavailable(f"index database unreachable: {getattr(exc, 'orig', None) or exc}") from exc
         conn = pooled.driver_connection
         inserted = False
         try:
+            # The series directory can be gone although the series id is cached (a study
+            # deleted from disk and index): make it again, or the write fails.
+            files.ensure_dir(target.parent, root=self.root, fsync=self.settings.fsync)
+            files.write_atomic(target, (data,), fsync=self.settings.fsync)  # StoreFull: nothing kept
             inserted = index.insert_new_instance(conn=conn, record=record, facts=facts, series_id=series_id)
-            pending.result()  # durable before the commit; StoreFull surfaces here
-            if inserted:
-                conn.commit()
         except psycopg.errors.IntegrityError:
             self._cache.clear()  # the cached series was deleted behind our back
             inserted = False
@@ -447,7 +443,6 @@ class Ingestor:
             pooled.close()  # back to the pool, which rolls back anything uncommitted
         if inserted:
             return self._finish(_Staged(IngestOutcome.STORED, record, facts, None, series_id))
-        pending.result()
         try:
             result = self._ingest_any(data, record, facts)
         except DuplicateRefused:

@@ -4,6 +4,8 @@ cached series deleted behind the ingestor's back. Real PostgreSQL, real files.""
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,8 @@ from sqlalchemy.engine import Engine
 
 from dicomnode.config import DuplicatePolicy, StoreSettings
 from dicomnode.db.session import make_engine, make_sessionmaker
-from dicomnode.errors import DuplicateRefused
+from dicomnode.errors import DuplicateRefused, StoreFull
+from dicomnode.store import files as store_files
 from dicomnode.store.ingest import Ingestor, IngestOutcome, Origin
 from tests.integration.store.test_ingest_batch import ROOT, instance
 
@@ -121,3 +124,37 @@ def test_cached_series_deleted_with_its_files(engine: Engine, tmp_path: Path) ->
     assert result.outcome is IngestOutcome.STORED
     assert (tmp_path / result.file_path).read_bytes() == instance(1, 2)
     assert rows(engine) == {result.sop_instance_uid: (result.file_path, 1)}
+
+
+def test_disk_full_on_a_known_series_indexes_nothing_and_leaves_no_file(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingestor = make_ingestor(engine, tmp_path, DuplicatePolicy.REPLACE_SAME_SERIES)
+    first = ingestor.ingest(instance(1, 1), origin=ORIGIN)  # series 1 known: the next takes the steady path
+
+    def disk_full(_fd: int, _data: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store_files.os, "write", disk_full)
+        with pytest.raises(StoreFull):
+            ingestor.ingest(instance(1, 2), origin=ORIGIN)
+    assert sorted(rows(engine)) == [first.sop_instance_uid]
+    assert files(tmp_path) == [first.file_path]
+    # and the next one is filed as if nothing happened
+    third = ingestor.ingest(instance(1, 3), origin=ORIGIN)
+    assert rows(engine)[third.sop_instance_uid] == (third.file_path, 2)
+
+
+def test_the_steady_path_hands_its_connection_back_in_transaction_mode(engine: Engine, tmp_path: Path) -> None:
+    # The steady path's single statement runs in autocommit; the general path's several
+    # statements must not, or a failure between them would leave half an instance indexed.
+    ingestor = make_ingestor(engine, tmp_path, DuplicatePolicy.REPLACE_SAME_SERIES)
+    for n in range(1, 5):
+        ingestor.ingest(instance(1, n), origin=ORIGIN)
+    pooled = [engine.raw_connection() for _ in range(2)]  # pool_size=2: every connection it holds
+    try:
+        assert [p.driver_connection.autocommit for p in pooled] == [False, False]
+    finally:
+        for p in pooled:
+            p.close()
