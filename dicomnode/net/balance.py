@@ -134,7 +134,17 @@ class SharedSocketServer(ThreadedAssociationServer):
             self._deferred_since = now
         return now - self._deferred_since < _DEFER_LIMIT
 
+    def service_actions(self) -> None:
+        """Nothing per loop: see ``process_request``.
+
+        pynetdicom's runs a full ``gc.collect()`` every 60 turns of the accept loop (20-70 ms
+        holding the GIL here); a process leaving connections to another turns that loop every
+        few milliseconds, and would stall its own associations with it.
+        """
+
     def process_request(self, request: Any, client_address: Any) -> None:
+        # pynetdicom's periodic collection, counted in accepted connections only.
+        super().service_actions()
         # Counted here, in the accept thread, so the next accept decision already sees it.
         self._add(1)
         try:
