@@ -39,8 +39,9 @@ def test_a_killed_scp_process_is_replaced_and_the_port_keeps_answering(db_url: s
     peer = scu.Peer(AE_TITLE, "127.0.0.1", port)
     with ServeProcess(env=env, log_path=tmp_path / "serve.log", cwd=tmp_path, args=["--no-web", "--no-worker"]) as node:
         node.wait_ready(port=port, ae_title=AE_TITLE, timeout=60)
-        # it listened only once both processes served
-        assert node.log().count("worker process serving") == 2, node.log_tail()
+        # it listened only once both processes served (each logs it just after)
+        assert wait_for(lambda: node.log().count("worker process serving") == 2, timeout=10), node.log_tail()
+        assert "serving processes=2 serving=2" in node.log(), node.log_tail()
         children = _children(node.pid)
         assert len(children) == 2, children
 
