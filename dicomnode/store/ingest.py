@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
+import struct
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from pydicom.datadict import keyword_dict
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset
+from pydicom.uid import UID
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -146,7 +149,64 @@ _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
-def _check_complete(ds: Dataset, data: bytes) -> None:
+# Explicit VR with a 4-byte length (PS3.5 7.1.2); the rest have a 2-byte one.
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_META_GROUP_LENGTH = b"\x02\x00\x00\x00UL\x04\x00"  # (0002,0000) UL, length 4, after the preamble
+_TRANSFER_SYNTAX_TAG = (0x0002, 0x0010)
+
+
+def _file_meta(data: bytes) -> tuple[int, str] | None:
+    """Where a Part 10 header's file meta ends, and its transfer syntax, read from the bytes.
+
+    None unless the header is the plain form (preamble, "DICM", group length first, explicit
+    VR little endian as PS3.10 7.1 requires): pydicom's dcmread reads anything else.
+    """
+    if data[128:132] != b"DICM" or data[132:140] != _META_GROUP_LENGTH or len(data) < 144:
+        return None
+    (group_length,) = struct.unpack_from("<I", data, 140)
+    end = 144 + group_length
+    offset, syntax = 144, None
+    while offset + 8 <= end <= len(data):
+        group, element = struct.unpack_from("<HH", data, offset)
+        if group != 0x0002:
+            return None
+        vr = data[offset + 4:offset + 6]
+        if vr in _LONG_VRS:
+            if offset + 12 > end:
+                return None
+            (length,) = struct.unpack_from("<I", data, offset + 8)
+            start = offset + 12
+        else:
+            (length,) = struct.unpack_from("<H", data, offset + 6)
+            start = offset + 8
+        if (group, element) == _TRANSFER_SYNTAX_TAG:
+            syntax = data[start:start + length].rstrip(b"\x00 ").decode("ascii", errors="replace").strip()
+        offset = start + length
+    if offset != end or not syntax:
+        return None
+    return end, syntax
+
+
+def _parse(data: bytes) -> tuple[Dataset, str]:
+    """The dataset (raw elements) and its transfer syntax UID.
+
+    A plain Part 10 header in a transfer syntax pydicom knows, not deflated, is read with
+    ``read_dataset`` after the meta: dcmread's own reading of the meta and its file object
+    handling took half of its ~0.25 ms on a CT instance. Anything else goes to dcmread.
+    """
+    meta = _file_meta(data)
+    if meta is not None:
+        end, syntax = meta
+        uid = UID(syntax)
+        if uid.is_transfer_syntax and syntax != _DEFLATED:
+            stream = BytesIO(data)
+            stream.seek(end)
+            return read_dataset(stream, uid.is_implicit_VR, uid.is_little_endian), syntax
+    ds = dcmread(BytesIO(data), force=True)
+    return ds, str(ds.file_meta.get("TransferSyntaxUID", "")).strip()
+
+
+def _check_complete(ds: Dataset, data: bytes, transfer_syntax: str) -> None:
     """Refuse a dataset whose last values were cut short (pydicom parses those silently)."""
     last = None
     for elem in ds.elements():  # raw elements: no value conversion, cheap
@@ -156,7 +216,6 @@ def _check_complete(ds: Dataset, data: bytes) -> None:
                 raise InvalidDataset(
                     f"dataset is truncated: {elem.tag} declares {elem.length} bytes, {len(elem.value)} arrived"
                 )
-    transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
     if not isinstance(last, RawDataElement) or transfer_syntax == _DEFLATED:
         return  # deflated data is checked by zlib; converted elements were fully read
     if last.length == _UNDEFINED_LENGTH:
@@ -181,14 +240,12 @@ def read_record(data: bytes) -> tuple[index.InstanceRecord, Dataset]:
         When a UID that becomes part of a path breaks the UID grammar.
     """
     try:
-        ds = dcmread(BytesIO(data), force=True)
+        ds, transfer_syntax_uid = _parse(data)
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
         raise InvalidDataset(f"dataset cannot be decoded: {exc}") from exc
     except Exception as exc:  # pydicom raises many things on garbage; all mean the same here
         raise InvalidDataset(f"dataset cannot be decoded: {type(exc).__name__}: {exc}") from exc
-    _check_complete(ds, data)
-    meta = ds.file_meta
-    transfer_syntax_uid = str(meta.get("TransferSyntaxUID", "")).strip()
+    _check_complete(ds, data, transfer_syntax_uid)
     for keyword in ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID"):
         if not _text(ds, keyword):
             raise InvalidDataset(f"{keyword} is missing or empty", keyword=keyword)

@@ -5,6 +5,7 @@ character set among them, and the real scanner series in ../shared/data)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 
@@ -13,10 +14,11 @@ import pytest
 from pydicom import config as pydicom_config
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from dicomnode.errors import InvalidDataset, InvalidUID
-from dicomnode.store.ingest import read_record
+from dicomnode.store.ingest import _file_meta, _parse, read_record
 from tests.helpers import SHARED_DATA
 
 TEXT = ["SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID",
@@ -105,3 +107,54 @@ def test_instance_number_forms(value: bytes, expected: int | None) -> None:
     padded = value + b" " * (len(value) % 2)
     data = data[:at] + b"\x20\x00\x13\x00IS" + len(padded).to_bytes(2, "little") + padded + data[at + 8 + length:]
     assert read_record(data)[0].instance_number == expected
+
+
+def assert_same_elements(ds: Dataset, expected: Dataset, name: str) -> None:
+    """Same tags in the same order; where both are raw (most), the same bytes at the same place.
+
+    A few elements are converted while reading (dcmread converts Specific Character Set, and
+    some files hold elements pydicom had to fix up); those are compared through pydicom's
+    values by the test above.
+    """
+    ours = {e.tag: e for e in ds.elements()}
+    theirs = {e.tag: e for e in expected.elements()}
+    assert list(ours) == list(theirs), name
+    for tag, e in ours.items():
+        x = theirs[tag]
+        if isinstance(e, RawDataElement) and isinstance(x, RawDataElement):
+            assert (e.VR, e.length, e.value, e.value_tell, e.is_implicit_VR, e.is_little_endian) == (
+                x.VR, x.length, x.value, x.value_tell, x.is_implicit_VR, x.is_little_endian
+            ), (name, tag)
+
+
+def test_the_plain_header_path_reads_what_dcmread_reads_on_every_file() -> None:
+    fast = 0
+    for path in sample_files():
+        data = path.read_bytes()
+        if _file_meta(data) is None:
+            continue
+        try:
+            expected = dcmread(BytesIO(data), force=True)
+        except Exception:  # noqa: BLE001 - files pydicom cannot read are dcmread's to refuse
+            continue
+        ds, transfer_syntax = _parse(data)
+        assert transfer_syntax == str(expected.file_meta.TransferSyntaxUID), path.name
+        assert_same_elements(ds, expected, path.name)
+        fast += 1
+    assert fast >= 100  # most files have the plain header
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: d[:128] + b"DICX" + d[132:],  # no magic
+        lambda d: d[:136] + b"UN" + d[138:],  # group length with another VR
+        lambda d: d[:140] + (10**6).to_bytes(4, "little") + d[144:],  # group length past the meta
+        lambda d: d[:140] + (1).to_bytes(4, "little") + d[144:],  # group length inside an element
+    ],
+    ids=["magic", "group-length-vr", "group-length-long", "group-length-short"],
+)
+def test_an_unusual_header_goes_to_dcmread(damage: Callable[[bytes], bytes]) -> None:
+    data = Path(str(get_testdata_file("CT_small.dcm"))).read_bytes()
+    assert _file_meta(data) is not None
+    assert _file_meta(damage(data)) is None
