@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from pynetdicom import AE
@@ -67,13 +68,26 @@ def _wait_for(condition: object, seconds: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def _serving(processes: int) -> tuple[balance.SharedListener, list[ThreadedAssociationServer]]:
+@contextmanager
+def _serving(
+    processes: int, *, started: int | None = None
+) -> Iterator[tuple[balance.SharedListener, list[ThreadedAssociationServer], int]]:
+    """``processes`` slots, the first ``started`` (default all) serving and the socket open:
+    (shared, their servers, port). Servers still running are shut down after."""
+    count = processes if started is None else started
     shared = _shared(processes)
-    pending = [_start_in_background(shared, index) for index in range(processes)]
-    _wait_for(lambda: shared.serving() == processes)
+    pending = [_start_in_background(shared, index) for index in range(count)]
+    _wait_for(lambda: shared.serving() == count)
     shared.open()
     _wait_for(lambda: all(pending))
-    return shared, [started[0] for started in pending]
+    servers = [started_server[0] for started_server in pending]
+    try:
+        yield shared, servers, shared.socket.getsockname()[1]
+    finally:
+        for server in servers:
+            if server in server.ae._servers:  # a test may have shut it down itself
+                server.shutdown()
+        shared.close()
 
 
 def test_nobody_is_connected_until_every_process_serves() -> None:
@@ -100,9 +114,7 @@ def test_nobody_is_connected_until_every_process_serves() -> None:
 
 
 def test_associations_split_evenly_and_counts_return_to_zero() -> None:
-    shared, servers = _serving(2)
-    port = shared.socket.getsockname()[1]
-    try:
+    with _serving(2) as (shared, servers, port):
         associations = _associate(port, 4)
         _wait_for(lambda: sum(shared.active) == 4)
         assert list(shared.active) == [2, 2]
@@ -113,37 +125,20 @@ def test_associations_split_evenly_and_counts_return_to_zero() -> None:
             association.release()
         _wait_for(lambda: sum(shared.active) == 0)
         assert list(shared.active) == [0, 0]
-    finally:
-        for server in servers:
-            server.shutdown()
-        shared.close()
 
 
 def test_an_aborted_association_is_counted_out() -> None:
-    shared, servers = _serving(2)
-    port = shared.socket.getsockname()[1]
-    try:
+    with _serving(2) as (shared, _servers, port):
         (association,) = _associate(port, 1)
         _wait_for(lambda: sum(shared.active) == 1)
         association.abort()
         _wait_for(lambda: sum(shared.active) == 0)
         assert list(shared.active) == [0, 0]
-    finally:
-        for server in servers:
-            server.shutdown()
-        shared.close()
 
 
 def test_a_process_being_restarted_is_not_waited_for() -> None:
     # index 2 died and is restarting: the two serving take every connection without deferring
-    shared = _shared(3)
-    pending = [_start_in_background(shared, index) for index in range(2)]
-    _wait_for(lambda: shared.serving() == 2)
-    shared.open()
-    _wait_for(lambda: all(pending))
-    servers = [started[0] for started in pending]
-    port = shared.socket.getsockname()[1]
-    try:
+    with _serving(3, started=2) as (shared, _servers, port):
         started = time.monotonic()
         associations = _associate(port, 4)
         elapsed = time.monotonic() - started
@@ -152,16 +147,10 @@ def test_a_process_being_restarted_is_not_waited_for() -> None:
         assert elapsed < 4 * balance._DEFER_LIMIT  # no connection waited out a deferral
         for association in associations:
             association.release()
-    finally:
-        for server in servers:
-            server.shutdown()
-        shared.close()
 
 
 def test_one_server_closing_leaves_the_shared_socket_listening() -> None:
-    shared, (first, second) = _serving(2)
-    port = shared.socket.getsockname()[1]
-    try:
+    with _serving(2) as (shared, (first, _second), port):
         first.shutdown()  # pynetdicom's own server_close would shut the socket down for everyone
         shared.restarting(0)
         (association,) = _associate(port, 1)
@@ -169,9 +158,6 @@ def test_one_server_closing_leaves_the_shared_socket_listening() -> None:
         association.release()
         _wait_for(lambda: shared.active[1] == 0)
         assert list(shared.active) == [balance.NOT_SERVING, 0]
-    finally:
-        second.shutdown()
-        shared.close()
 
 
 def test_a_port_in_use_fails_at_bind(bound: socket.socket) -> None:
