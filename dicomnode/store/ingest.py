@@ -29,6 +29,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -149,8 +150,6 @@ _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
-# Explicit VR with a 4-byte length (PS3.5 7.1.2); the rest have a 2-byte one.
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 _META_GROUP_LENGTH = b"\x02\x00\x00\x00UL\x04\x00"  # (0002,0000) UL, length 4, after the preamble
 _TRANSFER_SYNTAX_TAG = (0x0002, 0x0010)
 
@@ -170,8 +169,8 @@ def _file_meta(data: bytes) -> tuple[int, str] | None:
         group, element = struct.unpack_from("<HH", data, offset)
         if group != 0x0002:
             return None
-        vr = data[offset + 4:offset + 6]
-        if vr in _LONG_VRS:
+        vr = data[offset + 4:offset + 6].decode("latin-1")
+        if vr in EXPLICIT_VR_LENGTH_32:  # a 4-byte length (PS3.5 7.1.2)
             if offset + 12 > end:
                 return None
             (length,) = struct.unpack_from("<I", data, offset + 8)
